@@ -1,0 +1,138 @@
+"""Helpers shared by the analyzers: growable float arrays, time stamps, feed names."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from datetime import datetime
+
+import numpy as np
+
+from .risk_metrics import finite_or_none
+
+# backtrader stores datetimes as float days since 0001-01-01 (ordinal 1);
+# 1970-01-01 is ordinal 719163.
+_BT_ORDINAL_OF_EPOCH = 719_163.0
+_SECONDS_PER_DAY = 86_400.0
+
+
+class FloatBuffer:
+    """Append-only float64 array that doubles its capacity (cheap for 2M bars)."""
+
+    def __init__(self, capacity: int = 1024):
+        self._values = np.empty(capacity, dtype=float)
+        self._size = 0
+
+    def append(self, value: float) -> None:
+        if self._size == self._values.size:
+            grown = np.empty(self._values.size * 2, dtype=float)
+            grown[: self._size] = self._values[: self._size]
+            self._values = grown
+        self._values[self._size] = value
+        self._size += 1
+
+    def __len__(self) -> int:
+        return self._size
+
+    def last(self) -> float:
+        """The latest value (IndexError when empty)."""
+        if self._size == 0:
+            raise IndexError("empty FloatBuffer")
+        return float(self._values[self._size - 1])
+
+    def array(self) -> np.ndarray:
+        """A copy of the values appended so far."""
+        return self._values[: self._size].copy()
+
+
+def bt_to_seconds(bt_datetime: float) -> float:
+    """backtrader float datetime -> POSIX seconds (UTC), rounded to the millisecond."""
+    return round((bt_datetime - _BT_ORDINAL_OF_EPOCH) * _SECONDS_PER_DAY, 3)
+
+
+def seconds_to_datetime64(seconds: np.ndarray) -> np.ndarray:
+    """POSIX seconds -> numpy ``datetime64[ms]`` (naive UTC), NaN -> NaT."""
+    seconds = np.asarray(seconds, dtype=float)
+    out = np.full(seconds.shape, np.datetime64("NaT"), dtype="datetime64[ms]")
+    ok = np.isfinite(seconds)
+    out[ok] = np.round(seconds[ok] * 1000.0).astype(np.int64).astype("datetime64[ms]")
+    return out
+
+
+def datetime_to_seconds(value: datetime) -> float:
+    """Naive-UTC ``datetime`` -> POSIX seconds."""
+    return (value - datetime(1970, 1, 1)).total_seconds()
+
+
+def feed_name(data, index: int) -> str:
+    """The feed's name, ``'data0'``, ``'data1'``, ... when unnamed (the broker's rule)."""
+    return getattr(data, "_name", "") or f"data{index}"
+
+
+def strategy_seconds(strategy) -> float:
+    """Time of the current bar (the strategy clock) in POSIX seconds."""
+    return bt_to_seconds(strategy.datetime[0])
+
+
+def data_seconds(data) -> float | None:
+    """Time of ``data``'s current bar in POSIX seconds, None before its first bar."""
+    if len(data) == 0:
+        return None
+    return bt_to_seconds(data.datetime[0])
+
+
+def gross_notional(strategy) -> float:
+    """Σ |size x close| over the strategy's feeds, quote currency (0.0 when flat)."""
+    broker = strategy.broker
+    notional = 0.0
+    for data in strategy.datas:
+        if len(data) == 0:
+            continue
+        size = broker.getposition(data).size
+        if size:
+            notional += abs(size * data.close[0])
+    return notional
+
+
+def effective_leverage(notional: float, value: float) -> float:
+    """``notional / value``; NaN when flat (notional 0) or value <= 0."""
+    if notional == 0.0 or value <= 0.0:
+        return math.nan
+    return notional / value
+
+
+def record_to_dict(record) -> dict:
+    """A broker event record as a JSON-ready dict (datetimes as ISO strings).
+
+    Uses the record's own ``to_dict()`` when present (the broker's contract),
+    else its dataclass fields; NaN/inf floats become None either way.
+    """
+    if hasattr(record, "to_dict"):
+        raw = dict(record.to_dict())
+    elif dataclasses.is_dataclass(record):
+        raw = dataclasses.asdict(record)
+    else:
+        raw = dict(vars(record))
+    return {key: _json_ready(value) for key, value in raw.items()}
+
+
+def _json_ready(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (bool, str)) or value is None:
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return finite_or_none(value)
+    return value
+
+
+def field_seconds(value) -> float | None:
+    """A record field holding a datetime (or ISO string) -> POSIX seconds."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is not None:
+        return value.timestamp()
+    return datetime_to_seconds(value)

@@ -1,0 +1,226 @@
+"""MarginAnalyzer: how close each position came to its liquidation, bar by bar."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._base import BarClockAnalyzer
+from ._common import FloatBuffer, effective_leverage, feed_name, gross_notional
+from .risk_metrics import finite_or_none, iso_utc
+
+#: default warning levels of the margin ratio (fractions)
+DEFAULT_LEVELS = (0.5, 0.8)
+
+
+class MarginAnalyzer(BarClockAnalyzer):
+    """How close did I come?
+
+    Per bar and feed, at the bar's adverse extreme (the low for a long, the
+    high for a short) of the position held at the bar's close:
+
+    - margin ratio = maintenance margin / (isolated margin + unrealized PnL),
+      a fraction; 1.0 means liquidation (a bar on which the broker recorded a
+      liquidation of that feed counts as exactly 1.0); values above 1 are
+      clipped to 1;
+    - distance = (extreme - liquidation price) / extreme for a long,
+      (liquidation price - extreme) / extreme for a short, a fraction of the
+      price, 0 on a liquidation bar;
+    - effective leverage = Σ |size x close| / account value at the close.
+
+    Each is NaN in the series / None in the summary when flat (and the margin
+    figures when the broker has no margin API, e.g. plain ``BackBroker``; the
+    effective leverage is still measured, NaN when the value is <= 0). A
+    position closed by an intrabar order (flat at the close) is not measured
+    on that bar.
+
+    Params:
+      - ``levels`` (default ``(0.5, 0.8)``): margin-ratio warning levels; a
+        margin call is one event per level crossed upward, re-armed for each
+        new position (after the feed was flat, its side flipped, or a new
+        trade opened on the bar).
+
+    ``get_analysis()`` returns (fractions, seconds, naive-UTC ISO dates)::
+
+        {
+          "worst_margin_ratio": float | None,   # highest ratio of any feed
+          "worst_margin_ratio_dt": str | None,
+          "worst_margin_ratio_data": str | None,
+          "closest_distance": float | None,     # lowest distance of any feed
+          "closest_distance_dt": str | None,
+          "closest_distance_data": str | None,
+          "time_above": {"0.5": s, "0.8": s},   # bars with any feed's ratio >= level
+                                                # x bar interval
+          "margin_calls": [{"dt", "data", "level", "ratio"}, ...],
+          "mean_effective_leverage": float | None,  # over bars with a position
+          "max_effective_leverage": float | None,
+          "bar_interval": float | None,         # seconds
+          "per_data": {name: {"worst_margin_ratio", "worst_margin_ratio_dt",
+                              "closest_distance", "closest_distance_dt",
+                              "time_above"}},
+        }
+
+    ``series()`` returns numpy arrays, one entry per bar: ``time``
+    (datetime64[ms]), ``effective_leverage``, and dicts feed name -> float
+    array ``margin_ratio`` and ``distance`` (NaN when flat).
+    """
+
+    params = (("levels", DEFAULT_LEVELS),)
+
+    def start(self):
+        broker = self.strategy.broker
+        self._levels = tuple(float(level) for level in self.p.levels)
+        self._has_margin_api = all(hasattr(broker, name) for name in (
+            "position_margin", "maintenance_margin", "liquidation_price"))
+        records = getattr(broker, "liquidations", None)
+        self._records = records
+        self._seen_records = len(records) if records is not None else 0
+        self._names = [feed_name(data, i) for i, data in enumerate(self.strategy.datas)]
+        self._ratio = {name: FloatBuffer() for name in self._names}
+        self._distance = {name: FloatBuffer() for name in self._names}
+        self._leverage = FloatBuffer()
+        self._armed = {name: set(self._levels) for name in self._names}
+        self._previous_side = {name: 0 for name in self._names}
+        self._opened_now = set()
+        self._calls = []
+        super().start()
+
+    def notify_trade(self, trade):
+        if trade.justopened:
+            self._opened_now.add(self._names[self.strategy.datas.index(trade.data)])
+
+    def next(self):
+        super().next()
+        liquidated = self._new_liquidations()
+        when = self._last_bar_seconds()
+        for data, name in zip(self.strategy.datas, self._names):
+            ratio, distance, side = self._measure(data, name in liquidated)
+            self._ratio[name].append(ratio)
+            self._distance[name].append(distance)
+            self._margin_calls(name, side, ratio, when)
+        self._leverage.append(effective_leverage(gross_notional(self.strategy),
+                                                 self.strategy.broker.getvalue()))
+        self._opened_now = set()
+
+    # -- per bar ----------------------------------------------------------
+    def _last_bar_seconds(self) -> float:
+        return self._bar_seconds.last()
+
+    def _new_liquidations(self) -> set:
+        """Feed names liquidated on this bar (records appended since the last bar)."""
+        if self._records is None:
+            return set()
+        fresh = self._records[self._seen_records:]
+        self._seen_records = len(self._records)
+        return {record.data for record in fresh}
+
+    def _measure(self, data, liquidated: bool) -> tuple[float, float, int]:
+        """(margin ratio, distance, side) of ``data`` on this bar; NaN when flat."""
+        if liquidated:
+            return 1.0, 0.0, 0
+        if len(data) == 0:
+            return math.nan, math.nan, 0
+        broker = self.strategy.broker
+        position = broker.getposition(data)
+        if not position.size:
+            return math.nan, math.nan, 0
+        side = 1 if position.size > 0 else -1
+        if not self._has_margin_api:
+            return math.nan, math.nan, side
+        extreme = data.low[0] if side > 0 else data.high[0]
+        equity = broker.position_margin(data) + position.size * (extreme - position.price)
+        maintenance = broker.maintenance_margin(data, price=extreme)
+        ratio = 1.0 if equity <= maintenance else maintenance / equity
+        liquidation_price = broker.liquidation_price(data)
+        if liquidation_price is None or extreme <= 0:
+            distance = math.nan
+        else:
+            distance = side * (extreme - liquidation_price) / extreme
+        return ratio, distance, side
+
+    def _margin_calls(self, name: str, side: int, ratio: float, when: float) -> None:
+        """Fire armed levels crossed by ``ratio``; re-arm when a new position starts or ends."""
+        new_position = name in self._opened_now or (side and side != self._previous_side[name])
+        if new_position:
+            self._armed[name] = set(self._levels)
+        if not math.isnan(ratio):
+            for level in sorted(self._armed[name]):
+                if ratio >= level:
+                    self._calls.append({"dt": iso_utc(when), "data": name,
+                                        "level": level, "ratio": float(ratio)})
+                    self._armed[name].discard(level)
+        if side == 0:
+            self._armed[name] = set(self._levels)
+        self._previous_side[name] = side
+
+    # -- results ----------------------------------------------------------
+    def _summarise(self) -> dict:
+        interval = self.bar_interval()
+        times = self.bar_times()
+        per_data = {name: _feed_summary(self._ratio[name].array(), self._distance[name].array(),
+                                        times, interval, self._levels)
+                    for name in self._names}
+        worst_name = _pick(per_data, "worst_margin_ratio", max)
+        closest_name = _pick(per_data, "closest_distance", min)
+        ratios = np.vstack([self._ratio[name].array() for name in self._names]) \
+            if self._names else np.empty((0, times.size))
+        with np.errstate(all="ignore"):
+            any_ratio = np.nanmax(np.where(np.isnan(ratios), -1.0, ratios), axis=0) \
+                if ratios.size else np.empty(0)
+        leverage = self._leverage.array()
+        exposed = leverage[np.isfinite(leverage)]
+        return {
+            "worst_margin_ratio": per_data[worst_name]["worst_margin_ratio"] if worst_name else None,
+            "worst_margin_ratio_dt": per_data[worst_name]["worst_margin_ratio_dt"] if worst_name else None,
+            "worst_margin_ratio_data": worst_name,
+            "closest_distance": per_data[closest_name]["closest_distance"] if closest_name else None,
+            "closest_distance_dt": per_data[closest_name]["closest_distance_dt"] if closest_name else None,
+            "closest_distance_data": closest_name,
+            "time_above": _time_above(any_ratio, interval, self._levels),
+            "margin_calls": [dict(call) for call in self._calls],
+            "mean_effective_leverage": finite_or_none(exposed.mean()) if exposed.size else None,
+            "max_effective_leverage": finite_or_none(exposed.max()) if exposed.size else None,
+            "bar_interval": interval,
+            "per_data": per_data,
+        }
+
+    def series(self) -> dict:
+        """Per-bar arrays (see the class docstring)."""
+        out = self._time_series()
+        out["effective_leverage"] = self._leverage.array()
+        out["margin_ratio"] = {name: self._ratio[name].array() for name in self._names}
+        out["distance"] = {name: self._distance[name].array() for name in self._names}
+        return out
+
+
+def _level_key(level: float) -> str:
+    return repr(float(level))
+
+
+def _time_above(ratios: np.ndarray, interval, levels) -> dict:
+    """{"0.5": seconds, ...}: bars with ratio >= level x interval (0 if interval unknown)."""
+    return {_level_key(level): float(np.count_nonzero(ratios >= level)) * (interval or 0.0)
+            for level in levels}
+
+
+def _feed_summary(ratio, distance, times, interval, levels) -> dict:
+    has_ratio = np.isfinite(ratio)
+    has_distance = np.isfinite(distance)
+    worst = int(np.argmax(np.where(has_ratio, ratio, -np.inf))) if has_ratio.any() else None
+    closest = int(np.argmin(np.where(has_distance, distance, np.inf))) if has_distance.any() else None
+    return {
+        "worst_margin_ratio": float(ratio[worst]) if worst is not None else None,
+        "worst_margin_ratio_dt": iso_utc(times[worst]) if worst is not None else None,
+        "closest_distance": float(distance[closest]) if closest is not None else None,
+        "closest_distance_dt": iso_utc(times[closest]) if closest is not None else None,
+        "time_above": _time_above(np.where(has_ratio, ratio, -1.0), interval, levels),
+    }
+
+
+def _pick(per_data: dict, key: str, choose) -> str | None:
+    """Feed name with the max/min ``key`` (first on ties), None when all are None."""
+    named = [(value[key], name) for name, value in per_data.items() if value[key] is not None]
+    if not named:
+        return None
+    best = choose(value for value, _ in named)
+    return next(name for value, name in named if value == best)

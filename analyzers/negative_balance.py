@@ -1,0 +1,130 @@
+"""NegativeBalanceAnalyzer: deficits past bankruptcy and the time spent in debt."""
+from __future__ import annotations
+
+
+
+from ._base import BarClockAnalyzer
+from ._common import FloatBuffer, field_seconds
+from .risk_metrics import finite_or_none, iso_utc
+
+
+class NegativeBalanceAnalyzer(BarClockAnalyzer):
+    """What would have put me in debt?
+
+    With the margin broker (it has ``negative_balance_episodes``): its
+    episodes of a negative *wallet* balance ('carry' policy) and the deficits
+    its insurance fund absorbed ('absorb' policy). With any other broker
+    (plain ``BackBroker``): episodes where the account *value* closed a bar
+    below zero, measured by this analyzer.
+
+    Params: none.
+
+    ``get_analysis()`` returns (quote currency, seconds, naive-UTC ISO dates)::
+
+        {
+          "policy": "absorb" | "carry" | None,  # broker.p.negative_balance, None if n/a
+          "balance_source": "wallet" | "value", # what "balance" means below
+          "absorbed_deficit": float,   # Σ liquidation deficits paid by the insurance
+                                       # fund ('absorb'), >= 0
+          "carried_deficit": float,    # Σ liquidation deficits charged to the wallet
+                                       # ('carry'), >= 0
+          "insurance_fund": float | None,  # broker.insurance_fund at the end
+          "episodes": [{"start", "end",    # end None while still open
+                        "duration",        # seconds; an open one lasts to the end of
+                                           # the last bar; None if the interval is unknown
+                        "lowest_balance"}, ...],   # < 0
+          "count": int,                # number of episodes
+          "worst_balance": float,      # min(0, lowest balance seen), <= 0
+          "time_below_zero": float | None,  # Σ episode durations, seconds
+        }
+
+    ``series()`` returns ``time`` (datetime64[ms]) and ``balance`` (float,
+    the wallet balance or account value at each bar's close).
+    """
+
+    def start(self):
+        broker = self.strategy.broker
+        self._broker_episodes = getattr(broker, "negative_balance_episodes", None)
+        self._episode_offset = len(self._broker_episodes) if self._broker_episodes is not None else 0
+        records = getattr(broker, "liquidations", None)
+        self._records = records
+        self._record_offset = len(records) if records is not None else 0
+        params = getattr(broker, "p", None)
+        self._policy = getattr(params, "negative_balance", None)
+        self._balance = FloatBuffer()
+        self._own_episodes = []  # [start seconds, end seconds or None, lowest]
+        super().start()
+
+    def next(self):
+        super().next()
+        broker = self.strategy.broker
+        if self._broker_episodes is not None:
+            self._balance.append(broker.getcash())
+            return
+        value = broker.getvalue()
+        self._balance.append(value)
+        self._track_value(value, self._bar_seconds.last())
+
+    def _track_value(self, value: float, when: float) -> None:
+        """Open, extend or close an episode of value < 0 (non-margin brokers)."""
+        episode = self._own_episodes[-1] if self._own_episodes else None
+        is_open = episode is not None and episode[1] is None
+        if value < 0:
+            if is_open:
+                episode[2] = min(episode[2], value)
+            else:
+                self._own_episodes.append([when, None, value])
+        elif is_open:
+            episode[1] = when
+
+    def _episodes(self) -> list[dict]:
+        interval = self.bar_interval()
+        times = self.bar_times()
+        end_of_run = times[-1] + interval if times.size and interval is not None else None
+        if self._broker_episodes is not None:
+            raw = [(field_seconds(e.start), field_seconds(e.end), e.lowest_balance)
+                   for e in self._broker_episodes[self._episode_offset:]]
+        else:
+            raw = [tuple(e) for e in self._own_episodes]
+        episodes = []
+        for start, end, lowest in raw:
+            finish = end if end is not None else end_of_run
+            episodes.append({
+                "start": iso_utc(start),
+                "end": iso_utc(end),
+                "duration": float(finish - start) if finish is not None else None,
+                "lowest_balance": finite_or_none(lowest),
+            })
+        return episodes
+
+    def _summarise(self) -> dict:
+        broker = self.strategy.broker
+        deficits = [float(getattr(r, "deficit", 0.0) or 0.0)
+                    for r in (self._records[self._record_offset:] if self._records is not None else [])]
+        absorbed = sum(deficits) if self._policy == "absorb" else 0.0
+        carried = sum(deficits) if self._policy == "carry" else 0.0
+        episodes = self._episodes()
+        balances = self._balance.array()
+        lows = [e["lowest_balance"] for e in episodes if e["lowest_balance"] is not None]
+        lowest = min([0.0, *lows, *(balances[balances < 0].tolist())])
+        durations = [e["duration"] for e in episodes]
+        fund = getattr(broker, "insurance_fund", None)
+        return {
+            "policy": self._policy,
+            "balance_source": "wallet" if self._broker_episodes is not None else "value",
+            "absorbed_deficit": float(absorbed),
+            "carried_deficit": float(carried),
+            "insurance_fund": finite_or_none(fund) if fund is not None else None,
+            "episodes": episodes,
+            "count": len(episodes),
+            "worst_balance": float(lowest),
+            "time_below_zero": None if None in durations else float(sum(durations)),
+        }
+
+    def series(self) -> dict:
+        """Per-bar arrays (see the class docstring)."""
+        out = self._time_series()
+        out["balance"] = self._balance.array()
+        return out
+
+

@@ -1,0 +1,106 @@
+"""RiskAnalyzer: return against risk, from the account's equity curve."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._base import BarClockAnalyzer
+from ._common import FloatBuffer, effective_leverage, gross_notional
+from .risk_metrics import DEFAULT_RUIN_THRESHOLD, drawdown_series, finite_or_none, risk_summary
+
+
+class RiskAnalyzer(BarClockAnalyzer):
+    """What was the risk for the return?
+
+    The equity curve is the broker value at ``start()`` (the starting cash),
+    then ``broker.getvalue()`` after each bar. The bar interval is the median
+    spacing of the first feed's timestamps; the year has 365 days. The math
+    lives in :mod:`analyzers.risk_metrics` (see its docstring for every
+    formula and the ruin rule: the first bar with equity <= 0 ends the series
+    used for the ratios, max_drawdown = 1, cagr = -1, ruined = true).
+
+    Params:
+      - ``ruin_threshold`` (default 0.10): ``ruined`` is true once the equity
+        falls below this fraction of the starting value (or reaches 0).
+
+    ``get_analysis()`` returns (fractions, seconds, quote currency, naive-UTC
+    ISO dates; None when undefined)::
+
+        {
+          "total_return",            # final / start - 1 (< -1 possible in debt)
+          "cagr",                    # per 365-day year; -1 when ruined
+          "volatility",              # annualised std of bar returns
+          "sharpe", "sortino",       # annualised, risk-free 0
+          "calmar",                  # cagr / max_drawdown
+          "max_drawdown",            # positive fraction, 1 when ruined
+          "max_drawdown_start",      # the peak's bar (start value: one interval
+                                     # before the first bar)
+          "max_drawdown_trough", "max_drawdown_recovery",   # recovery None if not
+          "longest_time_under_water",  # seconds, peak to recovery (or last bar)
+          "var_95", "cvar_95", "var_99", "cvar_99",   # daily returns, < 0 for losses
+          "exposure_time",           # seconds with any position open
+          "exposure_fraction",       # share of bars with a position
+          "mean_effective_leverage", "max_effective_leverage",  # Σ|notional| / value
+          "ruined", "ruin_dt", "ruin_threshold",
+          "bankrupt_dt",             # first bar with equity <= 0
+          "start_value", "end_value", "lowest_value",   # quote currency
+          "bars", "bar_interval", "periods_per_year", "years",
+        }
+
+    ``series()`` returns numpy arrays, one entry per bar: ``time``
+    (datetime64[ms]), ``equity`` (value at the close), ``drawdown`` (positive
+    fraction of the running peak, which includes the start value; 1 in debt),
+    ``effective_leverage`` (NaN when flat); plus ``start_value`` (float).
+    """
+
+    params = (("ruin_threshold", DEFAULT_RUIN_THRESHOLD),)
+
+    def start(self):
+        self._start_value = float(self.strategy.broker.getvalue())
+        self._equity = FloatBuffer()
+        self._leverage = FloatBuffer()
+        self._exposed = FloatBuffer()  # 1.0 on bars with any position, else 0.0
+        super().start()
+
+    def next(self):
+        super().next()
+        value = self.strategy.broker.getvalue()
+        notional = gross_notional(self.strategy)
+        self._equity.append(value)
+        self._leverage.append(effective_leverage(notional, value))
+        self._exposed.append(1.0 if notional > 0.0 else 0.0)
+
+    def _equity_curve(self) -> tuple[np.ndarray, np.ndarray, float | None]:
+        """(equity with the start value first, its stamps, interval)."""
+        interval = self.bar_interval()
+        bars = self.bar_times()
+        first = bars[0] - (interval or 0.0) if bars.size else math.nan
+        times = np.concatenate(([first], bars))
+        equity = np.concatenate(([self._start_value], self._equity.array()))
+        return equity, times, interval
+
+    def _summarise(self) -> dict:
+        equity, times, interval = self._equity_curve()
+        summary = risk_summary(equity, times, interval, ruin_threshold=self.p.ruin_threshold)
+        leverage = self._leverage.array()
+        exposed_bars = int(np.count_nonzero(self._exposed.array()))
+        finite = leverage[np.isfinite(leverage)]
+        summary.update({
+            "exposure_time": float(exposed_bars * interval) if interval is not None
+            else (0.0 if exposed_bars == 0 else None),
+            "exposure_fraction": exposed_bars / leverage.size if leverage.size else None,
+            "mean_effective_leverage": finite_or_none(finite.mean()) if finite.size else None,
+            "max_effective_leverage": finite_or_none(finite.max()) if finite.size else None,
+        })
+        return summary
+
+    def series(self) -> dict:
+        """Per-bar arrays (see the class docstring)."""
+        equity, _, _ = self._equity_curve()
+        out = self._time_series()
+        out["equity"] = equity[1:]
+        out["drawdown"] = drawdown_series(equity)[1:]
+        out["effective_leverage"] = self._leverage.array()
+        out["start_value"] = self._start_value
+        return out

@@ -1,0 +1,363 @@
+"""Risk metrics of an equity curve, as small pure functions (no backtrader import).
+
+Units and signs, for every function here:
+
+==================  ==========================================================
+equity              account value in quote currency; ``equity[0]`` is the
+                    starting cash, ``equity[i]`` the value after bar ``i``
+times               POSIX seconds (float, UTC) of each equity observation;
+                    ``times[0]`` is stamped one bar interval before the first
+                    bar (the close "before" the run), ``times[i]`` is bar i's
+                    own timestamp
+returns             simple, non-cumulative fractions (0.01 = +1 %)
+interval            bar interval in seconds (median spacing of the bars)
+periods_per_year    365 days / interval (crypto trades every day)
+drawdown            a *positive* fraction of the running peak (0.25 = 25 %
+                    below the peak; 1 = everything lost)
+durations           seconds
+==================  ==========================================================
+
+Undefined values (too few returns, zero deviation, unknown interval) are
+``None``, never NaN or infinity: every public function returns plain Python
+floats, ints or ``None``.
+
+Ruin: the first observation with equity <= 0 ends the series used for the
+ratios (:func:`truncate_at_ruin`): that bar's return is -100 %, max drawdown
+is 1 and CAGR is -1. The total return still uses the final value, so a
+'carry' wallet that ends in debt reports a total return below -1.
+
+The formulas follow the usual definitions (empyrical's, with
+``annualization`` = periods per year), which the tests cross-check:
+
+- volatility = std(returns, ddof=1) * sqrt(periods_per_year)
+- Sharpe = mean(returns) / std(returns, ddof=1) * sqrt(periods_per_year)
+  (risk-free rate 0)
+- Sortino = mean(returns) * periods_per_year
+  / (sqrt(mean(min(returns, 0)^2)) * sqrt(periods_per_year))
+- CAGR = (end / start) ^ (1 / years) - 1, years = n_returns * interval / 365 d
+- Calmar = CAGR / max_drawdown
+- VaR at level L = the (1-L) percentile of daily returns (linear
+  interpolation); CVaR = mean of the ``floor((n-1)*(1-L)) + 1`` lowest daily
+  returns (both negative returns for a losing tail).
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+import numpy as np
+
+SECONDS_PER_DAY = 86_400.0
+DAYS_PER_YEAR = 365.0  # crypto trades every calendar day
+SECONDS_PER_YEAR = DAYS_PER_YEAR * SECONDS_PER_DAY
+#: VaR/CVaR confidence levels reported, as key suffix -> tail fraction (cutoff)
+VAR_CUTOFFS = {"95": 0.05, "99": 0.01}
+#: default ruin threshold, as a fraction of the starting value
+DEFAULT_RUIN_THRESHOLD = 0.10
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def finite_or_none(value) -> float | None:
+    """``float(value)``, or ``None`` when it is None, NaN or infinite."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def iso_utc(seconds: float | None) -> str | None:
+    """POSIX seconds -> naive-UTC ISO-8601 string (``'2020-03-12T10:00:00'``)."""
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return (_EPOCH + timedelta(seconds=round(float(seconds), 6))).isoformat()
+
+
+def median_interval(timestamps) -> float | None:
+    """Median spacing in seconds of strictly distinct, sorted ``timestamps``.
+
+    Duplicates are dropped first (a feed that did not advance on a bar of
+    another feed). ``None`` with fewer than two distinct stamps.
+    """
+    stamps = np.unique(np.asarray(timestamps, dtype=float))
+    if stamps.size < 2:
+        return None
+    return float(np.median(np.diff(stamps)))
+
+
+def periods_per_year(interval: float | None) -> float | None:
+    """365 days / ``interval`` (seconds); ``None`` when the interval is unknown."""
+    if interval is None or interval <= 0:
+        return None
+    return SECONDS_PER_YEAR / interval
+
+
+def truncate_at_ruin(equity) -> tuple[np.ndarray, int | None]:
+    """Cut the equity curve at its first observation <= 0 (index >= 1).
+
+    Returns ``(curve, ruin_index)``: ``curve`` is a float copy ending at the
+    ruin observation, whose value is set to 0 (so its return is exactly
+    -100 %); ``ruin_index`` is ``None`` when the equity never reached 0.
+    """
+    curve = np.array(equity, dtype=float)
+    hits = np.flatnonzero(curve[1:] <= 0.0)
+    if hits.size == 0:
+        return curve, None
+    ruin_index = int(hits[0]) + 1
+    curve = curve[: ruin_index + 1]
+    curve[ruin_index] = 0.0
+    return curve, ruin_index
+
+
+def simple_returns(equity) -> np.ndarray:
+    """Bar returns ``equity[i] / equity[i-1] - 1`` (length ``len(equity) - 1``)."""
+    curve = np.asarray(equity, dtype=float)
+    if curve.size < 2:
+        return np.empty(0)
+    return curve[1:] / curve[:-1] - 1.0
+
+
+def drawdown_series(equity) -> np.ndarray:
+    """Drawdown of each observation as a positive fraction of the running peak.
+
+    Equity is clipped at 0 first, so a value in debt is a drawdown of 1 (not
+    beyond 100 %). The peak includes the starting value.
+    """
+    curve = np.maximum(np.asarray(equity, dtype=float), 0.0)
+    if curve.size == 0:
+        return np.empty(0)
+    peak = np.maximum.accumulate(curve)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        drawdown = np.where(peak > 0, 1.0 - curve / peak, 0.0)
+    return drawdown
+
+
+def max_drawdown_details(equity) -> dict:
+    """Deepest drawdown of ``equity`` and where it happened (indices).
+
+    Keys: ``max_drawdown`` (positive fraction, 0 when the curve never fell),
+    ``peak_index`` (last observation at the peak before the trough),
+    ``trough_index`` (first observation at the deepest point) and
+    ``recovery_index`` (first observation after the trough back at or above
+    the peak; ``None`` while under water). Indices are ``None`` when there was
+    no drawdown.
+    """
+    curve = np.maximum(np.asarray(equity, dtype=float), 0.0)
+    empty = {"max_drawdown": 0.0, "peak_index": None, "trough_index": None,
+             "recovery_index": None}
+    if curve.size < 2:
+        return empty
+    drawdown = drawdown_series(curve)
+    trough = int(np.argmax(drawdown))
+    depth = float(drawdown[trough])
+    if depth <= 0.0:
+        return empty
+    peak_value = float(np.max(curve[: trough + 1]))
+    peak = int(np.flatnonzero(curve[: trough + 1] == peak_value)[-1])
+    after = np.flatnonzero(curve[trough + 1:] >= peak_value)
+    recovery = int(after[0]) + trough + 1 if after.size else None
+    return {"max_drawdown": depth, "peak_index": peak, "trough_index": trough,
+            "recovery_index": recovery}
+
+
+def longest_under_water(equity, times, end_time: float | None = None) -> float:
+    """Longest time in seconds from a peak to the recovery of that peak.
+
+    A period under water runs from the peak observation to the first
+    observation back at or above it; one still open at the end runs to
+    ``end_time`` (default: the last stamp). 0.0 when never under water.
+    """
+    curve = np.maximum(np.asarray(equity, dtype=float), 0.0)
+    stamps = np.asarray(times, dtype=float)
+    if curve.size < 2:
+        return 0.0
+    if end_time is None:
+        end_time = float(stamps[-1])
+    under = curve < np.maximum.accumulate(curve)
+    longest = 0.0
+    # each run of consecutive under-water observations [first, last]
+    edges = np.diff(np.concatenate(([0], under.astype(np.int8), [0])))
+    for first, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+        started = stamps[first - 1]  # the peak observation (under[0] is always False)
+        ended = stamps[stop] if stop < curve.size else end_time
+        longest = max(longest, float(ended - started))
+    return longest
+
+
+def annual_volatility(returns, periods: float | None) -> float | None:
+    """Sample std of ``returns`` (ddof=1) x sqrt(periods per year); None if < 2."""
+    values = np.asarray(returns, dtype=float)
+    if values.size < 2 or periods is None:
+        return None
+    return finite_or_none(_std(values) * math.sqrt(periods))
+
+
+def sharpe_ratio(returns, periods: float | None) -> float | None:
+    """Annualised Sharpe ratio, risk-free 0. None if < 2 returns or zero deviation."""
+    values = np.asarray(returns, dtype=float)
+    if values.size < 2 or periods is None:
+        return None
+    std = _std(values)
+    if std == 0.0:
+        return None
+    return finite_or_none(float(np.mean(values)) / std * math.sqrt(periods))
+
+
+def sortino_ratio(returns, periods: float | None) -> float | None:
+    """Annualised Sortino ratio (target 0). None if < 2 returns or no downside."""
+    values = np.asarray(returns, dtype=float)
+    if values.size < 2 or periods is None:
+        return None
+    downside = math.sqrt(float(np.mean(np.minimum(values, 0.0) ** 2)))
+    if downside == 0.0:
+        return None
+    return finite_or_none(float(np.mean(values)) * periods / (downside * math.sqrt(periods)))
+
+
+def cagr(start_value: float, end_value: float, years: float | None) -> float | None:
+    """Compound annual growth rate; -1 when ``end_value`` <= 0.
+
+    None when ``years`` is unknown or 0, the start is not positive, or the
+    figure overflows a float (a big return over a few hours).
+    """
+    if years is None or years <= 0 or start_value <= 0:
+        return None
+    if end_value <= 0:
+        return -1.0
+    try:
+        return finite_or_none((end_value / start_value) ** (1.0 / years) - 1.0)
+    except OverflowError:
+        return None
+
+
+def calmar_ratio(growth: float | None, max_drawdown: float) -> float | None:
+    """CAGR / max drawdown (positive fraction); None when either is undefined or 0."""
+    if growth is None or not max_drawdown:
+        return None
+    return finite_or_none(growth / max_drawdown)
+
+
+def daily_returns(equity, times, interval: float | None) -> np.ndarray:
+    """Returns of the equity resampled to the last value of each UTC day.
+
+    ``equity[0]`` (the starting value) is the reference of the first day.
+    Days without a bar are skipped, not filled. With bars of a day or longer
+    (or an unknown interval) the bar returns are used as they are.
+    """
+    curve = np.asarray(equity, dtype=float)
+    stamps = np.asarray(times, dtype=float)
+    if curve.size < 2:
+        return np.empty(0)
+    if interval is None or interval >= SECONDS_PER_DAY:
+        return simple_returns(curve)
+    days = np.floor(stamps[1:] / SECONDS_PER_DAY)
+    last_of_day = np.flatnonzero(np.diff(np.concatenate((days, [np.inf]))) != 0)
+    daily = np.concatenate((curve[:1], curve[1:][last_of_day]))
+    return simple_returns(daily)
+
+
+def value_at_risk(returns, cutoff: float) -> float | None:
+    """Historical VaR: the ``cutoff`` percentile of ``returns`` (a return)."""
+    values = np.asarray(returns, dtype=float)
+    if values.size == 0:
+        return None
+    return finite_or_none(np.percentile(values, 100.0 * cutoff))
+
+
+def conditional_value_at_risk(returns, cutoff: float) -> float | None:
+    """Historical CVaR: mean of the ``floor((n-1)*cutoff) + 1`` lowest returns."""
+    values = np.sort(np.asarray(returns, dtype=float))
+    if values.size == 0:
+        return None
+    tail = int((values.size - 1) * cutoff) + 1
+    return finite_or_none(np.mean(values[:tail]))
+
+
+def risk_summary(equity, times, interval: float | None,
+                 ruin_threshold: float = DEFAULT_RUIN_THRESHOLD) -> dict:
+    """Every risk figure of an equity curve, JSON-ready.
+
+    Parameters
+    ----------
+    equity : array of float, quote currency
+        Starting value, then the value after each bar (length bars + 1).
+    times : array of float, POSIX seconds
+        Stamps of ``equity`` (``times[0]`` one interval before the first bar).
+    interval : float or None, seconds
+        Bar interval; None when unknown (fewer than two bars).
+    ruin_threshold : float
+        ``ruined`` is true once equity falls below this fraction of the start
+        (or reaches 0).
+
+    Returns a dict; dates are naive-UTC ISO strings, durations seconds:
+    ``total_return`` (final / start - 1, can be < -1), ``cagr``, ``volatility``,
+    ``sharpe``, ``sortino``, ``calmar``, ``max_drawdown`` (positive fraction),
+    ``max_drawdown_start`` (the peak), ``max_drawdown_trough``,
+    ``max_drawdown_recovery`` (None while under water),
+    ``longest_time_under_water``, ``var_95``, ``cvar_95``, ``var_99``,
+    ``cvar_99`` (daily returns, negative for losses), ``ruined``, ``ruin_dt``,
+    ``ruin_threshold``, ``bankrupt_dt`` (first bar with equity <= 0),
+    ``start_value``, ``end_value``, ``lowest_value``, ``bars``,
+    ``bar_interval``, ``periods_per_year``, ``years``.
+    """
+    full = np.asarray(equity, dtype=float)
+    stamps = np.asarray(times, dtype=float)
+    start_value = float(full[0])
+    end_value = float(full[-1])
+    bars = int(full.size - 1)
+    periods = periods_per_year(interval)
+    years = bars * interval / SECONDS_PER_YEAR if interval else None
+
+    curve, ruin_index = truncate_at_ruin(full)
+    returns = simple_returns(curve) if start_value > 0 else np.empty(0)
+    details = max_drawdown_details(curve)
+    if ruin_index is not None:
+        details["max_drawdown"] = 1.0  # clipped at 0: exactly everything lost
+    growth = None
+    if years and ruin_index is not None:
+        growth = -1.0
+    elif years:
+        growth = cagr(start_value, float(curve[-1]), years)
+    daily = daily_returns(curve, stamps[: curve.size], interval) if start_value > 0 else np.empty(0)
+
+    below = np.flatnonzero((full[1:] < ruin_threshold * start_value) | (full[1:] <= 0.0))
+    summary = {
+        "total_return": finite_or_none(end_value / start_value - 1.0) if start_value > 0 else None,
+        "cagr": growth,
+        "volatility": annual_volatility(returns, periods),
+        "sharpe": sharpe_ratio(returns, periods),
+        "sortino": sortino_ratio(returns, periods),
+        "calmar": calmar_ratio(growth, details["max_drawdown"]),
+        "max_drawdown": float(details["max_drawdown"]),
+        "max_drawdown_start": _stamp(stamps, details["peak_index"]),
+        "max_drawdown_trough": _stamp(stamps, details["trough_index"]),
+        "max_drawdown_recovery": _stamp(stamps, details["recovery_index"]),
+        "longest_time_under_water": longest_under_water(
+            curve, stamps[: curve.size], end_time=float(stamps[-1])),
+        "ruined": bool(below.size),
+        "ruin_dt": _stamp(stamps, int(below[0]) + 1 if below.size else None),
+        "ruin_threshold": float(ruin_threshold),
+        "bankrupt_dt": _stamp(stamps, ruin_index),
+        "start_value": start_value,
+        "end_value": end_value,
+        "lowest_value": float(np.min(full)),
+        "bars": bars,
+        "bar_interval": interval,
+        "periods_per_year": periods,
+        "years": years,
+    }
+    for suffix, cutoff in VAR_CUTOFFS.items():
+        summary["var_" + suffix] = value_at_risk(daily, cutoff)
+        summary["cvar_" + suffix] = conditional_value_at_risk(daily, cutoff)
+    return summary
+
+
+def _std(values: np.ndarray) -> float:
+    """Sample std (ddof=1), exactly 0 when every value is equal (no float residue)."""
+    if np.all(values == values[0]):
+        return 0.0
+    return float(np.std(values, ddof=1))
+
+
+def _stamp(stamps: np.ndarray, index: int | None) -> str | None:
+    return None if index is None else iso_utc(float(stamps[index]))
