@@ -1,0 +1,219 @@
+"""ArrayFeed: a backtrader data feed over numpy arrays that preloads in bulk.
+
+``bt.feeds.PandasData`` loads one bar at a time, reading each value through
+``DataFrame.iloc``.  ``ArrayFeed`` converts the frame once to float64 arrays
+and, when backtrader preloads (the default), appends each whole array to its
+line buffer in one call.  When bulk loading would change behaviour (filters
+such as ``cerebro.resampledata``, ``tzinput``, ``exactbars`` memory saving, or
+``preload=False``) it falls back to a per-bar ``_load`` over the same arrays,
+so every cerebro mode keeps working.
+
+The datetime line holds backtrader's float day numbers of the naive UTC
+timestamps, bit-for-bit equal to ``bt.date2num``.
+
+Pickling stores the input frame and the parameters (not run state), so a feed
+can be sent to ``ProcessPoolExecutor`` workers and run there.
+"""
+from __future__ import annotations
+
+import array
+import datetime as dt
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+from .intervals import infer_interval_seconds, interval_to_timeframe, seconds_to_interval
+
+# date(1970, 1, 1).toordinal(): backtrader day numbers are proleptic ordinals.
+UNIX_EPOCH_ORDINAL = 719163
+MICROSECONDS_PER_DAY = 86_400_000_000
+# Ordinals in [2**19, 2**20) (years 1436-2871) share one float64 binade, where
+# a day number is ordinal + a multiple of 2**-33: exact for the lookup below.
+_BINADE_LOW, _BINADE_HIGH = 2 ** 19, 2 ** 20
+_REFERENCE_ORDINAL = dt.date(2000, 1, 1).toordinal()
+
+FEED_COLUMNS = ("open", "high", "low", "close", "volume", "openinterest")
+
+
+def bt_date_numbers(index: pd.DatetimeIndex) -> np.ndarray:
+    """backtrader float day numbers (``bt.date2num``) of UTC timestamps, vectorised.
+
+    Units: days since 0001-01-01 (ordinal 1) plus the fraction of the day.
+    Exactly equal to ``bt.date2num(ts.to_pydatetime())`` on the naive UTC time:
+    the fraction depends only on the time of day, so it is computed with
+    ``bt.date2num`` once per distinct time of day (24 for hourly bars) and added
+    to the integer ordinal, which is exact within the binade noted above.
+    Sub-microsecond parts are dropped, as ``to_pydatetime`` does.
+    """
+    if len(index) == 0:
+        return np.empty(0, dtype=np.float64)
+    if index.tz is not None:
+        index = index.tz_convert("UTC").tz_localize(None)
+    microseconds = index.as_unit("us").asi8
+    days, time_of_day_us = np.divmod(microseconds, MICROSECONDS_PER_DAY)
+    ordinals = days + UNIX_EPOCH_ORDINAL
+    if ordinals.min() < _BINADE_LOW or ordinals.max() >= _BINADE_HIGH:
+        return np.array([bt.date2num(stamp) for stamp in index.to_pydatetime()],
+                        dtype=np.float64)
+    distinct_times, positions = np.unique(time_of_day_us, return_inverse=True)
+    reference_day = dt.datetime.fromordinal(_REFERENCE_ORDINAL)
+    fractions = np.array(
+        [bt.date2num(reference_day + dt.timedelta(microseconds=int(us))) - _REFERENCE_ORDINAL
+         for us in distinct_times], dtype=np.float64)
+    return ordinals.astype(np.float64) + fractions[positions]
+
+
+def _column_arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """float64 arrays of the feed columns (case-insensitive), openinterest 0 when absent."""
+    by_lower_name = {str(column).lower(): column for column in frame.columns}
+    arrays = {}
+    for name in FEED_COLUMNS:
+        if name in by_lower_name:
+            arrays[name] = np.ascontiguousarray(
+                frame[by_lower_name[name]].to_numpy(dtype=np.float64, na_value=np.nan))
+        elif name == "openinterest":
+            arrays[name] = np.zeros(len(frame), dtype=np.float64)
+        else:
+            raise DataError(f"ArrayFeed: frame has no '{name}' column "
+                            f"(found: {', '.join(map(str, frame.columns))})")
+    return arrays
+
+
+def _rebuild_feed(feed_class, frame, params):
+    """Unpickling hook: a fresh feed from its frame and parameters."""
+    return feed_class(dataname=frame, **params)
+
+
+class ArrayFeed(bt.feed.DataBase):
+    """Fast backtrader feed over a validated OHLCV frame (see the module docstring).
+
+    Params
+    ------
+    dataname : DataFrame with a DatetimeIndex (UTC, or naive meaning UTC) and
+        columns open, high, low, close, volume (optional openinterest).
+    timeframe, compression : None (default) infers them from
+        ``frame.attrs['interval']`` or the median bar spacing: hourly bars give
+        (Minutes, 60), daily bars (Days, 1).  Pass them to override.
+
+    All other ``bt.feed.DataBase`` params (fromdate, todate, name, ...) work.
+    """
+
+    params = (("timeframe", None), ("compression", None))
+
+    def __init__(self):
+        frame = self.p.dataname
+        if not isinstance(frame, pd.DataFrame) or not isinstance(frame.index, pd.DatetimeIndex):
+            raise DataError("ArrayFeed: dataname must be a DataFrame with a DatetimeIndex")
+        stamps = frame.index.asi8
+        if len(stamps) > 1 and not (np.diff(stamps) > 0).all():
+            raise DataError("ArrayFeed: timestamps must be strictly increasing "
+                            "(validate the frame with data.load_csv / load_ohlcv first)")
+        self._arrays = _column_arrays(frame)
+        self._arrays["datetime"] = bt_date_numbers(frame.index)
+        self._row_count = len(frame)
+        self._resolve_timeframe(frame)
+        self._next_row = 0
+        self._line_lists = None
+
+    def _resolve_timeframe(self, frame: pd.DataFrame) -> None:
+        """Fill timeframe/compression params left as None from the bar interval."""
+        if self.p.timeframe is None:
+            interval = frame.attrs.get("interval")
+            if interval is None:
+                spacing = infer_interval_seconds(frame.index)
+                interval = seconds_to_interval(spacing) if spacing else "1d"
+            timeframe, compression = interval_to_timeframe(interval)
+            self.p.timeframe = timeframe
+            if self.p.compression is None:
+                self.p.compression = compression
+        if self.p.compression is None:
+            self.p.compression = 1
+
+    def __reduce__(self):
+        params = dict(self.p._getkwargs())
+        frame = params.pop("dataname")
+        return _rebuild_feed, (type(self), frame, params)
+
+    def start(self):
+        super().start()
+        self._next_row = 0
+        lines = self.lines
+        if self._line_lists is None:
+            # Python lists: indexing them is faster than numpy scalars per bar.
+            self._line_lists = [(getattr(lines, alias), self._arrays[alias].tolist())
+                                for alias in lines.getlinealiases()]
+        self._all_lines = list(lines)
+        self._close_line = lines[0]
+        self._datetime_line = lines.datetime
+        # (attribute, line) pairs that AbstractDataBase._tick_fill sets per bar
+        self._tick_lines = [("tick_" + alias, getattr(lines, alias))
+                            for alias in lines.getlinealiases() if alias != "datetime"]
+        self._tick_last_name = "tick_" + lines.getlinealiases()[0]
+
+    def _load(self):
+        """Per-bar load (preload=False, filters, exactbars): copy row ``_next_row``."""
+        row = self._next_row
+        if row >= self._row_count:
+            return False
+        self._next_row = row + 1
+        for line, values in self._line_lists:
+            line[0] = values[row]
+        return True
+
+    # --- per-bar stepping over preloaded bars --------------------------------
+    # The two overrides below give the same state as AbstractDataBase.advance
+    # and advance_peek (index moved, tick_* values set from the new bar or all
+    # None past the end) without the generic per-line getattr/setattr calls.
+    # They apply to unbounded buffers only; everything else uses the base code.
+
+    def advance(self, size=1, datamaster=None, ticks=True):
+        close_line = self._close_line
+        if datamaster is not None or close_line.mode != close_line.UnBounded:
+            return super().advance(size, datamaster=datamaster, ticks=ticks)
+        for line in self._all_lines:
+            line._idx += size
+            line.lencount += size
+        if not ticks:
+            return
+        state = self.__dict__
+        if close_line.lencount < len(close_line.array) - close_line.extension:
+            for name, line in self._tick_lines:
+                state[name] = line.array[line._idx]
+            self.tick_last = state[self._tick_last_name]
+        else:
+            for name, _ in self._tick_lines:
+                state[name] = None
+            self.tick_last = None
+
+    def advance_peek(self):
+        close_line = self._close_line
+        if close_line.mode != close_line.UnBounded:
+            return super().advance_peek()
+        if close_line.lencount < len(close_line.array) - close_line.extension:
+            datetime_line = self._datetime_line
+            return datetime_line.array[datetime_line._idx + 1]
+        return float("inf")
+
+    def _bulk_preload_possible(self) -> bool:
+        """True when appending whole arrays equals what per-bar loading would store."""
+        return (not self._filters and not self._tzinput
+                and not self._barstack and not self._barstash
+                and self._next_row == 0
+                and all(isinstance(line.array, array.array) and line.buflen() == 0
+                        for line in self.lines))
+
+    def preload(self):
+        """Append all bars in [fromdate, todate] to the line buffers at once."""
+        if not self._bulk_preload_possible():
+            super().preload()
+            return
+        datetimes = self._arrays["datetime"]
+        first = int(np.searchsorted(datetimes, self.fromdate, side="left"))
+        stop = int(np.searchsorted(datetimes, self.todate, side="right"))
+        for alias in self.lines.getlinealiases():
+            getattr(self.lines, alias).array.frombytes(self._arrays[alias][first:stop].tobytes())
+        self._next_row = self._row_count
+        self._last()
+        self.home()

@@ -1,0 +1,69 @@
+"""Turning a parsed OHLCV frame into the package's standard result.
+
+The standard frame: UTC ``DatetimeIndex`` named ``datetime``; float64 columns
+exactly ``open, high, low, close, volume``; ``frame.attrs`` with
+
+=============== ==========================================================
+key             meaning
+=============== ==========================================================
+symbol          str, ticker or file stem (``BTC-USD``, ``binance_BTCUSDT_1h``)
+source          ``'csv'``, ``'yfinance'``, ``'cache'`` or ``'synthetic'``
+synthetic       bool, True only for generated demo data
+interval        bar label (``'5m'``, ``'1h'``, ``'1d'``); inferred from the
+                median spacing for CSV files
+missing_bars    int, bars absent between the first and last bar
+gap_count       int, number of gaps (steps longer than one interval)
+largest_gap     float, seconds, longest missing stretch (0.0 without gaps)
+largest_gap_start  ISO-8601 str of the first missing bar of it, or None
+path            str, the CSV file (CSV only) or the cache file when used
+=============== ==========================================================
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from .errors import DataError
+from .intervals import infer_interval_seconds, interval_seconds, normalize_interval, \
+    seconds_to_interval
+from .validate import OHLCV_COLUMNS, gap_report, validate_ohlcv, warn_about_gaps
+
+
+def finalize_frame(frame: pd.DataFrame, *, symbol: str, source: str, label: str,
+                   interval: str | None = None, synthetic: bool = False,
+                   path: str | None = None, first_line: int | None = None,
+                   warn_gaps: bool = True) -> pd.DataFrame:
+    """Validate ``frame`` and return the standard frame with its attrs set.
+
+    ``label`` names the data in messages (file name or ``yfinance BTC-USD 1h``);
+    ``first_line`` is the file line of the first data row, for messages.
+    ``interval`` None means: infer it from the median spacing of the index.
+    Raises DataError on the first validation failure; warns once (DataGapWarning)
+    when bars are missing.
+    """
+    validate_ohlcv(frame, label, first_line)
+    result = frame.loc[:, list(OHLCV_COLUMNS)].astype("float64")
+    result.index = pd.DatetimeIndex(result.index, name="datetime")
+    if interval is None:
+        spacing = infer_interval_seconds(result.index)
+        if spacing is None:
+            raise DataError(f"{label}: cannot infer the bar interval from a single row; "
+                            "give the interval explicitly")
+        interval = seconds_to_interval(spacing)
+    interval = normalize_interval(interval)
+    report = gap_report(result.index, interval_seconds(interval))
+    if warn_gaps:
+        warn_about_gaps(report, label, interval)
+    result.attrs = {
+        "symbol": symbol,
+        "source": source,
+        "synthetic": bool(synthetic),
+        "interval": interval,
+        "missing_bars": report.missing_bars,
+        "gap_count": report.gap_count,
+        "largest_gap": report.largest_gap_seconds,
+        "largest_gap_start": (report.largest_gap_start.isoformat()
+                              if report.largest_gap_start is not None else None),
+    }
+    if path is not None:
+        result.attrs["path"] = str(path)
+    return result
