@@ -1,0 +1,13 @@
+"""Isolated-margin broker extension for backtrader.
+
+``from broker import MarginBroker`` and set ``cerebro.broker = MarginBroker(...)``.
+The pure margin math is in ``broker.margin``; event records in ``broker.events``.
+"""
+from .broker import MarginBroker, MarginCommInfo
+from .events import CashFlow, LiquidationEvent, NegativeBalanceEpisode
+from .margin import MarginTier, bankruptcy_price, liquidation_price, load_tiers
+
+__all__ = [
+    "MarginBroker", "MarginCommInfo", "LiquidationEvent", "NegativeBalanceEpisode",
+    "CashFlow", "MarginTier", "liquidation_price", "bankruptcy_price", "load_tiers",
+]

@@ -1,0 +1,730 @@
+"""``MarginBroker``: backtrader's BackBroker with isolated margin and liquidation.
+
+A thin adapter: it turns backtrader orders and positions into calls to the
+pure functions of ``broker.margin`` and records what happened
+(``broker.events``). Every wallet movement goes through ``_cash_flow``.
+
+One bar, in this order (``next``):
+
+0. cheat-on-close market orders fill at the previous close (they belong to
+   the previous bar);
+1. the gap: a position whose liquidation price the open already crossed is
+   liquidated at the open, and the feed's open orders are cancelled;
+2. pending market orders fill at the open;
+3. intrabar, along the price path open → adverse extreme → other extreme →
+   close (adverse for the position held; nearer extreme first when flat):
+   stops, limits and the liquidation price trigger in the order the path
+   reaches them, an order winning a tie with the liquidation price;
+4. ``Close`` orders fill at the close, trailing stops move, the account is
+   marked at the close.
+
+Wallet flow reasons (``ledger``): ``margin_lock``, ``margin_release``,
+``realized_pnl``, ``fee``, ``liquidation_return``, ``deficit``,
+``add_margin``, ``deposit``.
+"""
+from __future__ import annotations
+
+import collections
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import backtrader as bt
+from backtrader.order import BuyOrder, Order, SellOrder
+
+from . import margin as mm
+from .events import CashFlow, LiquidationEvent, NegativeBalanceEpisode
+
+TIERS_FOLDER = Path(__file__).resolve().parent / "tiers"
+NEGATIVE_BALANCE_POLICIES = ("absorb", "carry")
+_PATH_EXECTYPES = (Order.Limit, Order.Stop, Order.StopTrail, Order.StopLimit, Order.StopTrailLimit)
+_OPEN_EXECTYPES = (Order.Market, Order.Historical)
+
+
+class MarginCommInfo(bt.CommInfoBase):
+    """Fee model for linear perpetuals: ``commission`` is a fraction of notional.
+
+    ``leverage`` None means "use the broker's default"; sizes from
+    ``getsize`` are fractional, floored to ``lot_size`` base units, and do
+    not depend on leverage (a cash amount buys that much notional).
+    """
+    params = (
+        ("stocklike", True),
+        ("commtype", bt.CommInfoBase.COMM_PERC),
+        ("percabs", True),
+        ("leverage", None),
+        ("lot_size", 0.001),
+    )
+
+    def getsize(self, price, cash):
+        """Base units whose notional at ``price`` is ``cash`` (quote), floored to the lot."""
+        return mm.floor_to_lot(cash / price, self.p.lot_size)
+
+
+@dataclass(frozen=True)
+class FillPlan:
+    """What filling ``size`` at ``price`` would do, all money in quote currency.
+
+    closed / opened: signed base units of the closing and opening parts;
+    released: isolated margin freed by the closing part; pnl: its realized
+    PnL; open_margin: margin the opening part locks; fees are taker fees;
+    rejection: None when the order can fill, else the reason.
+    """
+    closed: float
+    opened: float
+    released: float
+    pnl: float
+    close_fee: float
+    open_margin: float
+    open_fee: float
+    wallet_after: float
+    rejection: str | None
+
+
+def _resolve_tiers(tiers, maintenance_margin_rate):
+    """Tier table from the ``tiers`` param: None (flat mmr), a name, a path, or a sequence."""
+    if tiers is None:
+        return mm.flat_tiers(maintenance_margin_rate)
+    if isinstance(tiers, (str, Path)):
+        path = Path(tiers)
+        if not path.suffix:
+            path = TIERS_FOLDER / f"{tiers}.json"
+        return mm.load_tiers(path)
+    return mm.validate_tiers(tiers)
+
+
+def _touch_price(order, segment_start, segment_end):
+    """Price where a resting order triggers on the path segment start → end, or None.
+
+    Buy limits and sell stops trigger when price falls to them, sell limits
+    and buy stops when it rises to them; already through at the segment's
+    start means the start price.
+    """
+    if order.exectype in (Order.Limit,) or (order.triggered and order.exectype in
+                                            (Order.StopLimit, Order.StopTrailLimit)):
+        level = order.created.price if order.exectype == Order.Limit else order.created.pricelimit
+        falls_to = order.isbuy()
+    else:
+        level = order.created.price
+        falls_to = not order.isbuy()
+    low, high = min(segment_start, segment_end), max(segment_start, segment_end)
+    if falls_to:
+        if segment_start <= level:
+            return segment_start
+        return level if low <= level else None
+    if segment_start >= level:
+        return segment_start
+    return level if high >= level else None
+
+
+class MarginBroker(bt.brokers.BackBroker):
+    """Isolated-margin broker for linear crypto perpetuals, with liquidation.
+
+    Use: ``cerebro.broker = MarginBroker(cash=10_000, leverage=5)``; fees
+    the backtrader way, ``setcommission(commission=0.0004)`` (a fraction of
+    notional).
+
+    Params (besides BackBroker's):
+
+    - ``leverage`` (1.0): default leverage of every feed; overridden by
+      ``setcommission(leverage=…)`` and then by ``set_leverage(data, L)``.
+    - ``maintenance_margin_rate`` (0.005): flat mmr, used when ``tiers`` is None.
+    - ``tiers`` (None): a tier table: a name of a file in ``broker/tiers``
+      (e.g. ``'binance_btcusdt_perp'``), a JSON/CSV path, or a sequence of
+      ``MarginTier``.
+    - ``liquidation_fee_rate`` (None): None = exchange style (the whole
+      isolated margin is lost, the remainder is the clearance fee); a
+      fraction x = fee of x·notional at the fill, the rest returns.
+    - ``negative_balance`` ('absorb'): who pays a deficit past the bankruptcy
+      price: 'absorb' = the insurance fund, 'carry' = the wallet, which may
+      go negative (orders adding exposure are then rejected).
+    - ``lot_size`` (0.001): order sizes are floored to this many base units.
+
+    Public state: ``liquidations`` (list of ``LiquidationEvent``),
+    ``negative_balance_episodes``, ``insurance_fund`` (quote currency:
+    clearance fees received minus deficits absorbed), ``ledger`` (every
+    wallet movement as a ``CashFlow``).
+    """
+    params = (
+        ("leverage", 1.0),
+        ("maintenance_margin_rate", 0.005),
+        ("tiers", None),
+        ("liquidation_fee_rate", None),
+        ("negative_balance", "absorb"),
+        ("lot_size", 0.001),
+    )
+
+    def __init__(self):
+        # Configuration first: BrokerBase.__init__ calls init().
+        self._tiers = _resolve_tiers(self.p.tiers, self.p.maintenance_margin_rate)
+        if self.p.negative_balance not in NEGATIVE_BALANCE_POLICIES:
+            raise ValueError(f"negative_balance must be one of {NEGATIVE_BALANCE_POLICIES}, "
+                             f"got {self.p.negative_balance!r}")
+        if self.p.lot_size <= 0:
+            raise ValueError(f"lot_size must be > 0 base units, got {self.p.lot_size}")
+        if self.p.liquidation_fee_rate is not None and self.p.liquidation_fee_rate < 0:
+            raise ValueError("liquidation_fee_rate must be None or >= 0")
+        self._check_leverage(self.p.leverage, "leverage param")
+        self._size_decimals = mm.lot_decimals(self.p.lot_size)
+        # Survives init(), which cerebro.run() calls again: set_leverage before run.
+        self._leverage_by_data = {}
+        super().__init__()
+
+    # ------------------------------------------------------------------
+    # set-up
+    # ------------------------------------------------------------------
+    def init(self):
+        super().init()
+        if not isinstance(self.comminfo.get(None), MarginCommInfo) and \
+                self.comminfo.get(None) is self.p.commission:
+            self.comminfo[None] = MarginCommInfo(lot_size=self.p.lot_size)
+        self._margins = collections.defaultdict(float)
+        self._opened_dt = {}
+        self._last_owner = {}
+        self._seen_length = {}
+        self.liquidations = []
+        self.negative_balance_episodes = []
+        self.insurance_fund = 0.0
+        self.ledger = []
+
+    def setcommission(self, commission=0.0, margin=None, mult=1.0, commtype=None,
+                      percabs=True, stocklike=False, interest=0.0, interest_long=False,
+                      leverage=None, automargin=False, name=None):
+        """Set fees (``commission`` = fraction of notional) and optionally a leverage.
+
+        ``leverage`` None keeps the broker's default; a value must fit the
+        tier table. ``mult`` must stay 1 (linear contracts); ``margin``,
+        ``interest`` and ``automargin`` are not modelled and must stay unset.
+        """
+        if mult != 1.0 or margin or interest or automargin:
+            raise ValueError("MarginBroker models linear USDⓈ-M perpetuals: mult must be 1 "
+                             "and margin/interest/automargin unset (margin comes from leverage)")
+        if leverage is not None:
+            self._check_leverage(leverage, "setcommission leverage")
+        if commtype not in (None, bt.CommInfoBase.COMM_PERC):
+            raise ValueError("MarginBroker charges fees as a fraction of notional (COMM_PERC)")
+        self.comminfo[name] = MarginCommInfo(commission=commission, percabs=percabs,
+                                             leverage=leverage, lot_size=self.p.lot_size)
+
+    def set_leverage(self, data, leverage):
+        """Set the leverage (x) used for ``data``'s next position.
+
+        Raises ValueError when it is <= 0, above the tier table's maximum,
+        or while the feed has an open position.
+        """
+        self._check_leverage(leverage, f"leverage for {self._feed_name(data)}")
+        if self.getposition(data).size:
+            raise ValueError(f"cannot change leverage of {self._feed_name(data)} while a "
+                             "position is open: close it first")
+        self._leverage_by_data[data] = float(leverage)
+
+    def get_leverage(self, data=None):
+        """Leverage (x) for ``data``; without a feed, the account's Σ|notional| / equity."""
+        if data is None:
+            return self._leverage
+        if data in self._leverage_by_data:
+            return self._leverage_by_data[data]
+        comminfo = self.getcommissioninfo(data)
+        if isinstance(comminfo, MarginCommInfo):
+            if comminfo.p.leverage is not None:
+                return float(comminfo.p.leverage)
+        elif comminfo.p.leverage != 1.0:
+            # A third-party CommInfoBase: 1.0 is backtrader's default, i.e. unset.
+            return float(comminfo.p.leverage)
+        return float(self.p.leverage)
+
+    def _check_leverage(self, leverage, what):
+        max_leverage = self._tiers[0].max_leverage
+        if not (isinstance(leverage, (int, float)) and math.isfinite(leverage) and leverage > 0):
+            raise ValueError(f"{what} must be a number > 0, got {leverage!r}")
+        if leverage > max_leverage:
+            raise ValueError(f"{what} {leverage} is above the tier table's maximum of "
+                             f"{max_leverage:g}x")
+
+    # ------------------------------------------------------------------
+    # public queries
+    # ------------------------------------------------------------------
+    def position_margin(self, data):
+        """Isolated margin of ``data``'s position, quote currency (0.0 when flat)."""
+        return self._margins[data] if self.getposition(data).size else 0.0
+
+    def maintenance_margin(self, data, price=None):
+        """Maintenance margin of ``data``'s position at ``price`` (default: the close), quote."""
+        size = abs(self.getposition(data).size)
+        if not size:
+            return 0.0
+        price = data.close[0] if price is None else price
+        return mm.position_maintenance_margin(size, price, self._tiers)
+
+    def liquidation_price(self, data):
+        """Liquidation price of ``data``'s position (quote per base), None when flat."""
+        position = self.getposition(data)
+        if not position.size:
+            return None
+        side = 1 if position.size > 0 else -1
+        price, _tier = mm.tiered_liquidation_price(side, abs(position.size), position.price,
+                                                   self._margins[data], self._tiers)
+        return price
+
+    def add_margin(self, data, amount):
+        """Move ``amount`` (quote, > 0) from the wallet into ``data``'s isolated margin."""
+        if not self.getposition(data).size:
+            raise ValueError(f"{self._feed_name(data)} has no open position to add margin to")
+        if not amount > 0:
+            raise ValueError(f"margin to add must be > 0, got {amount}")
+        if amount > self.cash:
+            raise ValueError(f"cannot add {amount} of margin: the wallet holds {self.cash}")
+        self._cash_flow(-amount, "add_margin", data)
+        self._margins[data] += amount
+
+    # ------------------------------------------------------------------
+    # orders in
+    # ------------------------------------------------------------------
+    def buy(self, owner, data, size, *args, **kwargs):
+        return super().buy(owner, data, mm.floor_to_lot(size, self.p.lot_size), *args, **kwargs)
+
+    def sell(self, owner, data, size, *args, **kwargs):
+        return super().sell(owner, data, mm.floor_to_lot(size, self.p.lot_size), *args, **kwargs)
+
+    def check_submitted(self):
+        """Accept or reject new orders at their creation price (margin + fee vs wallet).
+
+        Orders are judged in submission order, each on the position and
+        wallet the earlier ones would leave. Bracket children and members of
+        an OCO group are judged at their fill only (they close what their
+        parent or sibling opens, or replace each other).
+        """
+        wallet = self.cash
+        simulated = {}
+        while self.submitted:
+            order = self.submitted.popleft()
+            if self._take_children(order) is None:
+                continue
+            if not order.executed.remsize:
+                self._reject_below_lot(order)
+                continue
+            if order.parent is not None:
+                self.submit_accept(order)
+                continue
+            data = order.data
+            state = simulated.get(data) or (self.positions[data].size, self.positions[data].price,
+                                            self._margins[data])
+            plan = self._plan_fill(data, order.executed.remsize, order.created.price,
+                                   *state, wallet)
+            if plan.rejection:
+                self._refuse(order)
+                continue
+            if len(self._ocol.get(self._ocos[order.ref], ())) <= 1:
+                wallet = plan.wallet_after
+                simulated[data] = self._position_after(state, order.executed.remsize,
+                                                       order.created.price, plan)
+            self.submit_accept(order)
+
+    def _reject_below_lot(self, order):
+        order.reject(self)
+        self.notify(order)
+        self._ococheck(order)
+        self._bracketize(order, cancel=True)
+
+    def _refuse(self, order):
+        """Backtrader's Margin status: not enough balance, or the tier forbids the leverage."""
+        order.margin()
+        self.notify(order)
+        self._ococheck(order)
+        self._bracketize(order, cancel=True)
+
+    # ------------------------------------------------------------------
+    # fills
+    # ------------------------------------------------------------------
+    def _snap(self, size):
+        return round(size, self._size_decimals) + 0.0
+
+    def _plan_fill(self, data, size, price, position_size, entry_price, position_margin, wallet):
+        """Money of filling ``size`` (signed base units) at ``price``; nothing is changed."""
+        comminfo = self.getcommissioninfo(data)
+        new_size = self._snap(position_size + size)
+        if position_size and (position_size > 0) != (size > 0):
+            closed = -position_size if abs(size) > abs(position_size) else size
+        else:
+            closed = 0.0
+        opened = self._snap(size - closed)
+        released = pnl = close_fee = open_margin = open_fee = 0.0
+        if closed:
+            side = 1 if position_size > 0 else -1
+            released = position_margin * abs(closed) / abs(position_size)
+            pnl = mm.unrealized_pnl(side, abs(closed), entry_price, price)
+            close_fee = comminfo.getcommission(closed, price)
+        leverage = self.get_leverage(data)
+        if opened:
+            open_margin = mm.initial_margin(abs(opened) * price, leverage)
+            open_fee = comminfo.getcommission(opened, price)
+        after_close = wallet + released + pnl - close_fee
+        rejection = None
+        if opened:
+            needed = open_margin + open_fee
+            if after_close < needed - mm.RELATIVE_TOLERANCE * max(1.0, needed):
+                rejection = "balance"
+            elif mm.tier_for_notional(self._tiers, abs(new_size) * price).max_leverage < leverage:
+                rejection = "tier"
+        return FillPlan(closed=closed, opened=opened, released=released, pnl=pnl,
+                        close_fee=close_fee, open_margin=open_margin, open_fee=open_fee,
+                        wallet_after=after_close - open_margin - open_fee, rejection=rejection)
+
+    def _position_after(self, state, size, price, plan):
+        """(size, entry price, margin) after a planned fill, for chained checks."""
+        position_size, entry_price, position_margin = state
+        new_size = self._snap(position_size + size)
+        if not new_size:
+            return 0.0, 0.0, 0.0
+        if plan.opened and plan.closed:  # reversal: a fresh position at the fill
+            return new_size, price, plan.open_margin
+        if plan.opened:
+            entry_price = (abs(position_size) * entry_price + abs(plan.opened) * price) / abs(new_size)
+        return new_size, entry_price, position_margin - plan.released + plan.open_margin
+
+    def _execute(self, order, ago=None, price=None, cash=None, position=None, dtcoc=None):
+        """Fill ``order`` at ``price`` with margin accounting (backtrader's execution hook)."""
+        if price is None or ago is None:
+            return  # no price, or backtrader's pseudo-execution (replaced by check_submitted)
+        data = order.data
+        size = order.executed.remsize
+        if self.p.filler is not None:
+            size = self.p.filler(order, price, ago) * (1 if order.isbuy() else -1)
+        size = self._snap(size)
+        if not size:
+            self._reject_below_lot(order)
+            return
+        position = self.positions[data]
+        plan = self._plan_fill(data, size, price, position.size, position.price,
+                               self._margins[data], self.cash)
+        if plan.rejection:
+            self._refuse(order)
+            return
+        self._apply_fill(order, size, price, plan, dtcoc or data.datetime[ago])
+
+    def _apply_fill(self, order, size, price, plan, dt_number):
+        data = order.data
+        position = self.positions[data]
+        comminfo = self.getcommissioninfo(data)
+        entry_before = position.price
+        was_flat_or_reversed = not position.size or (plan.closed and plan.opened)
+        if plan.closed:
+            self._cash_flow(plan.released, "margin_release", data)
+            self._cash_flow(plan.pnl, "realized_pnl", data)
+            self._cash_flow(-plan.close_fee, "fee", data)
+            self._margins[data] -= plan.released
+        if plan.opened:
+            self._cash_flow(-plan.open_margin, "margin_lock", data)
+            self._cash_flow(-plan.open_fee, "fee", data)
+            self._margins[data] += plan.open_margin
+        self._update_position(data, size, price)
+        if not position.size:
+            self._opened_dt.pop(data, None)
+        elif was_flat_or_reversed:
+            self._opened_dt[data] = bt.num2date(dt_number)
+        self._last_owner[data] = order.owner
+        order.execute(dt_number, size, price,
+                      plan.closed, comminfo.getvaluesize(-plan.closed, entry_before), plan.close_fee,
+                      plan.opened, comminfo.getvaluesize(plan.opened, price), plan.open_fee,
+                      plan.open_margin, plan.pnl, position.size, position.price)
+        order.addcomminfo(comminfo)
+        self.notify(order)
+        self._ococheck(order)
+
+    def _update_position(self, data, size, price):
+        """backtrader's averaging, then the size snapped to the lot grid (no 1e-17 leftovers)."""
+        position = self.positions[data]
+        new_size = self._snap(position.size + size)
+        position.update(size, price, data.datetime.datetime())
+        position.size = new_size
+        if not new_size:
+            position.price = 0.0
+            self._margins[data] = 0.0
+
+    # ------------------------------------------------------------------
+    # wallet
+    # ------------------------------------------------------------------
+    def _cash_flow(self, amount, reason, data=None):
+        """The one place the wallet balance changes; records it and any negative episode."""
+        if not amount:
+            return
+        self.cash += amount
+        dt = self._bar_datetime(data)
+        self.ledger.append(CashFlow(dt, self._feed_name(data) if data is not None else None,
+                                    reason, amount, self.cash))
+        self._track_negative_balance(dt)
+
+    def _track_negative_balance(self, dt):
+        episodes = self.negative_balance_episodes
+        open_episode = episodes[-1] if episodes and episodes[-1].end is None else None
+        if self.cash < 0:
+            if open_episode is None:
+                episodes.append(NegativeBalanceEpisode(dt, None, self.cash))
+            else:
+                open_episode.lowest_balance = min(open_episode.lowest_balance, self.cash)
+        elif open_episode is not None:
+            open_episode.end = dt
+
+    def _bar_datetime(self, data=None):
+        feeds = [data] if data is not None else getattr(self, "cerebro", None) and self.cerebro.datas
+        stamps = [feed.datetime.datetime(0) for feed in feeds or () if len(feed)]
+        return max(stamps) if stamps else None
+
+    def _feed_name(self, data):
+        if data._name:
+            return data._name
+        datas = getattr(getattr(self, "cerebro", None), "datas", [])
+        for index, feed in enumerate(datas):
+            if feed is data:
+                return f"data{index}"
+        return "data"
+
+    # ------------------------------------------------------------------
+    # value
+    # ------------------------------------------------------------------
+    def _get_value(self, datas=None, lever=False):
+        """Equity = wallet + Σ isolated margins + Σ unrealized PnL, at the close.
+
+        With ``datas``: the positions' market value, size × close (what
+        ``order_target_value``/``percent`` compare against), signed.
+        """
+        if datas is not None:
+            return sum(self.positions[data].size * data.close[0] for data in datas)
+        while self._cash_addition:
+            self._cash_flow(self._cash_addition.popleft(), "deposit")
+        equity = self.cash
+        notional = 0.0
+        for data, position in self.positions.items():
+            if position.size:
+                side = 1 if position.size > 0 else -1
+                close = data.close[0]
+                equity += self._margins[data] + mm.unrealized_pnl(side, abs(position.size),
+                                                                  position.price, close)
+                notional += abs(position.size) * close
+        self._value = self._valuelever = equity
+        self._valuemkt = self._valuemktlever = equity - self.cash
+        self._leverage = notional / equity if equity > 0 else (0.0 if not notional else math.inf)
+        self._fundval = equity / self._fundshares if self._fundshares else self._fundval
+        return equity
+
+    # ------------------------------------------------------------------
+    # one bar
+    # ------------------------------------------------------------------
+    def next(self):
+        while self._toactivate:
+            self._toactivate.popleft().activate()
+        if self.p.checksubmit:
+            self.check_submitted()
+        self._process_order_history()
+        self._expire_orders()
+        advanced = self._advanced_feeds()
+        if self.p.coc:
+            self._fill_market_orders(cheat_on_close_only=True)
+        for data in advanced:
+            self._liquidate_on_gap(data)
+        self._fill_market_orders()
+        for data in advanced:
+            self._walk_price_path(data)
+        self._fill_close_orders()
+        for data in advanced:
+            self._trail_stops(data)
+        self._get_value()
+
+    def _advanced_feeds(self):
+        """Feeds with a new bar since the last call (several feeds may tick unevenly)."""
+        advanced = []
+        for data in self.cerebro.datas:
+            length = len(data)
+            if length and self._seen_length.get(data) != length:
+                self._seen_length[data] = length
+                advanced.append(data)
+        return advanced
+
+    def _expire_orders(self):
+        for order in list(self.pending):
+            if order.expire():
+                self.pending.remove(order)
+                self.notify(order)
+                self._ococheck(order)
+                self._bracketize(order, cancel=True)
+
+    def _run_pending(self, order, execute):
+        """Take ``order`` out of pending (so its own OCO check cannot cancel it), run it, put back if alive."""
+        index = self.pending.index(order)
+        del self.pending[index]
+        execute()
+        if order.alive():
+            self.pending.insert(min(index, len(self.pending)), order)
+        elif order.status == Order.Completed:
+            self._bracketize(order)
+
+    def _fill_market_orders(self, cheat_on_close_only=False):
+        for order in list(self.pending):
+            if order not in self.pending or not order.active() or \
+                    order.exectype not in _OPEN_EXECTYPES:
+                continue
+            if order.exectype == Order.Historical:
+                if not cheat_on_close_only:
+                    self._run_pending(order, lambda: self._try_exec_historical(order))
+                continue
+            cheat_on_close = self.p.coc and order.info.get("coc", True)
+            if cheat_on_close != cheat_on_close_only:
+                continue
+            data = order.data
+            if not cheat_on_close and not self.p.coo and data.datetime[0] <= order.created.dt:
+                continue  # market orders fill from the bar after their creation
+            self._run_pending(order, lambda: self._try_exec_market(
+                order, data.open[0], data.high[0], data.low[0]))
+
+    def _fill_close_orders(self):
+        for order in list(self.pending):
+            if order in self.pending and order.active() and order.exectype == Order.Close:
+                self._run_pending(order, lambda: self._try_exec_close(order, order.data.close[0]))
+
+    def _trail_stops(self, data):
+        for order in self.pending:
+            if order.data is data and order.active() and \
+                    order.exectype in (Order.StopTrail, Order.StopTrailLimit):
+                order.trailadjust(data.close[0])
+
+    # ------------------------------------------------------------------
+    # the intrabar price path
+    # ------------------------------------------------------------------
+    def _walk_price_path(self, data):
+        """Trigger resting orders and the liquidation price in the order the path meets them."""
+        open_, high, low, close = data.open[0], data.high[0], data.low[0], data.close[0]
+        size = self.positions[data].size
+        low_first = size > 0 if size else (open_ - low) <= (high - open_)
+        path = (open_, low, high, close) if low_first else (open_, high, low, close)
+        tried = set()
+        for segment_start, segment_end in zip(path, path[1:]):
+            price = segment_start
+            while True:
+                event = self._next_path_event(data, price, segment_end, tried)
+                if event is None:
+                    break
+                price, order = event
+                if order is None:
+                    self._liquidate(data, price)
+                    continue
+                # a stop-limit may be tried twice: once as a stop, once as a limit
+                tried.add((order.ref, order.triggered))
+                self._run_pending(order, lambda: self._fill_resting(order, price, data))
+
+    def _next_path_event(self, data, start, end, tried):
+        """(price, order) of the first trigger on start → end; order None = liquidation."""
+        best = None
+        for order in self.pending:
+            if order.data is not data or not order.active() or \
+                    (order.ref, order.triggered) in tried or \
+                    order.exectype not in _PATH_EXECTYPES:
+                continue
+            price = _touch_price(order, start, end)
+            if price is not None and (best is None or abs(price - start) < abs(best[0] - start)):
+                best = (price, order)
+        liquidation = self._liquidation_touch(data, start, end)
+        if liquidation is not None and (best is None or
+                                        abs(liquidation - start) < abs(best[0] - start)):
+            best = (liquidation, None)
+        return best
+
+    def _liquidation_touch(self, data, start, end):
+        size = self.positions[data].size
+        if not size:
+            return None
+        level = self.liquidation_price(data)
+        if size > 0:
+            if start <= level:
+                return start
+            return level if end <= level else None
+        if start >= level:
+            return start
+        return level if end >= level else None
+
+    def _fill_resting(self, order, touch, data):
+        """Fill a stop/limit touched at ``touch`` (backtrader's prices and slippage)."""
+        at_open = touch == data.open[0]
+        is_stop = order.exectype in (Order.Stop, Order.StopTrail) or (
+            order.exectype in (Order.StopLimit, Order.StopTrailLimit) and not order.triggered)
+        if order.exectype in (Order.StopLimit, Order.StopTrailLimit) and not order.triggered:
+            order.triggered = True  # the stop fired: from here on it is a limit order
+            limit = order.created.pricelimit
+            if (order.isbuy() and touch > limit) or (not order.isbuy() and touch < limit):
+                return  # not marketable yet; the rest of the path may reach the limit
+            is_stop = False
+        if is_stop:
+            slip = self._slip_up(data.high[0], touch, doslip=self.p.slip_open or not at_open) \
+                if order.isbuy() else \
+                self._slip_down(data.low[0], touch, doslip=self.p.slip_open or not at_open)
+            touch = touch if slip is None else slip
+        self._execute(order, ago=0, price=touch)
+
+    # ------------------------------------------------------------------
+    # liquidation
+    # ------------------------------------------------------------------
+    def _liquidate_on_gap(self, data):
+        size = self.positions[data].size
+        if size:
+            level = self.liquidation_price(data)
+            open_ = data.open[0]
+            if (size > 0 and open_ <= level) or (size < 0 and open_ >= level):
+                self._liquidate(data, open_)
+
+    def _liquidate(self, data, fill_price):
+        """Close ``data``'s position at ``fill_price`` as the exchange's liquidation engine."""
+        position = self.positions[data]
+        side = 1 if position.size > 0 else -1
+        size, entry_price, margin = abs(position.size), position.price, self._margins[data]
+        liquidation_level = self.liquidation_price(data)
+        bankruptcy_level = mm.bankruptcy_price(side, size, entry_price, margin)
+        outcome = mm.liquidation_outcome(side, size, entry_price, margin, fill_price,
+                                         self.p.liquidation_fee_rate)
+        absorbed = outcome.deficit if self.p.negative_balance == "absorb" else 0.0
+        self._settle_liquidation(data, outcome, absorbed)
+        order = self._liquidation_order(data, side, size, entry_price, fill_price,
+                                        commission=outcome.fee - absorbed)
+        self._cancel_feed_orders(data, keep=order)
+        self.liquidations.append(LiquidationEvent(
+            dt=data.datetime.datetime(0), opened_dt=self._opened_dt.pop(data, None),
+            data=self._feed_name(data), side="long" if side > 0 else "short", size=size,
+            entry_price=entry_price, liquidation_price=liquidation_level,
+            bankruptcy_price=bankruptcy_level, fill_price=fill_price,
+            margin_lost=outcome.margin_lost, fee=outcome.fee, deficit=outcome.deficit))
+
+    def _settle_liquidation(self, data, outcome, absorbed):
+        """Margin is gone; what returns goes to the wallet, fee and deficit to their payer."""
+        self._margins[data] = 0.0
+        self._cash_flow(outcome.returned, "liquidation_return", data)
+        self._cash_flow(-(outcome.deficit - absorbed), "deficit", data)
+        self.insurance_fund += outcome.fee - absorbed
+
+    def _liquidation_order(self, data, side, size, entry_price, fill_price, commission):
+        """A broker-made market order closing the position, seen by strategies and analyzers."""
+        owner = self._last_owner.get(data) or self.cerebro.runningstrats[0]
+        order_class = SellOrder if side > 0 else BuyOrder
+        order = order_class(owner=owner, data=data, size=size, price=fill_price,
+                            exectype=Order.Market)
+        self._ocoize(order, None)
+        order.addinfo(liquidation=True)
+        order.submit(self)
+        order.accept(self)
+        self.orders.append(order)
+        comminfo = self.getcommissioninfo(data)
+        closed = -side * size
+        pnl = mm.unrealized_pnl(side, size, entry_price, fill_price)
+        self._update_position(data, closed, fill_price)
+        order.execute(data.datetime[0], closed, fill_price,
+                      closed, comminfo.getvaluesize(side * size, entry_price), commission,
+                      0.0, 0.0, 0.0, 0.0, pnl, 0.0, 0.0)
+        order.addcomminfo(comminfo)
+        self.notify(order)
+        return order
+
+    def _cancel_feed_orders(self, data, keep):
+        """Cancel every other open order of the feed, as exchanges do on liquidation."""
+        for order in [o for o in self.submitted if o.data is data]:
+            self.submitted.remove(order)
+            order.cancel()
+            self.notify(order)
+        for order in [o for o in self.pending if o.data is data and o is not keep]:
+            self.cancel(order)

@@ -1,0 +1,88 @@
+"""Records the broker keeps: liquidations, negative-balance episodes, wallet flows.
+
+Small dataclasses with a unit per field; ``to_dict()`` gives JSON-ready data
+(datetimes as ISO-8601 strings, naive UTC) for analyzers and reports.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Optional
+
+
+def _json_ready(record) -> dict:
+    return {key: value.isoformat() if isinstance(value, datetime) else value
+            for key, value in asdict(record).items()}
+
+
+@dataclass(frozen=True)
+class LiquidationEvent:
+    """One forced close of an isolated position.
+
+    ===================  =====================================================
+    dt                   bar of the liquidation (naive UTC datetime)
+    opened_dt            when the liquidated position was opened (naive UTC)
+    data                 feed name ('data0', 'data1', … for unnamed feeds)
+    side                 'long' or 'short'
+    size                 position size closed, base units (> 0)
+    entry_price          average entry price, quote per base
+    liquidation_price    price where margin + PnL = maintenance margin
+    bankruptcy_price     price where margin + PnL = 0
+    fill_price           price the position was closed at (LP, or the open
+                         of a bar that gapped past it)
+    margin_lost          isolated margin the trader lost, quote currency
+    fee                  clearance / liquidation fee to the insurance fund
+    deficit              loss beyond the margin, size·|BP − fill|, quote
+    ===================  =====================================================
+    """
+    dt: datetime
+    opened_dt: Optional[datetime]
+    data: str
+    side: str
+    size: float
+    entry_price: float
+    liquidation_price: float
+    bankruptcy_price: float
+    fill_price: float
+    margin_lost: float
+    fee: float
+    deficit: float
+
+    def to_dict(self) -> dict:
+        """The record as plain JSON-ready data (datetimes as ISO-8601 strings)."""
+        return _json_ready(self)
+
+
+@dataclass
+class NegativeBalanceEpisode:
+    """A stretch of time with the wallet below zero ('carry' policy).
+
+    start / end: naive-UTC datetimes (end None while still negative);
+    lowest_balance: the most negative wallet balance seen, quote currency.
+    """
+    start: datetime
+    end: Optional[datetime]
+    lowest_balance: float
+
+    def to_dict(self) -> dict:
+        """The episode as plain JSON-ready data."""
+        return _json_ready(self)
+
+
+@dataclass(frozen=True)
+class CashFlow:
+    """One movement of the wallet balance.
+
+    dt: naive-UTC bar datetime (None before the first bar); data: feed name
+    or None; reason: what moved it (see ``MarginBroker`` for the list);
+    amount: signed quote currency (+ into the wallet); balance: wallet after.
+    """
+    dt: Optional[datetime]
+    data: Optional[str]
+    reason: str
+    amount: float
+    balance: float
+
+    def to_dict(self) -> dict:
+        """The flow as plain JSON-ready data."""
+        return _json_ready(self)

@@ -1,0 +1,321 @@
+"""Pure margin math for linear (USDⓈ-M style) perpetual futures, isolated margin.
+
+No backtrader here: every function takes all its inputs as arguments and
+returns numbers, so each formula lives in exactly one place and is tested by
+hand-computed values.
+
+Units used throughout
+---------------------
+=========================  ==================================================
+side                       +1 for a long, -1 for a short
+size                       position quantity in base units (BTC), positive
+price, entry_price         quote currency per base unit (USDT per BTC)
+margin                     isolated margin of the position, quote currency
+notional                   size * price, quote currency
+maintenance_margin_rate    fraction of notional (0.005 = 0.5 %)
+maintenance_amount         tier deduction in quote currency (Binance "cum")
+leverage                   notional / initial margin (10 = 10x)
+=========================  ==================================================
+
+Formulas (Binance USDⓈ-M "liquidation price", one-way mode, isolated margin,
+read 2026-11 from the exchange's published formula and freqtrade's
+implementation of it):
+
+* maintenance margin      MM = notional * mmr - maintenance_amount
+* liquidation price       margin + side*size*(LP - entry) = size*LP*mmr - amount
+                          => LP = (margin + amount - side*size*entry)
+                                  / (size*mmr - side*size)
+* bankruptcy price        margin + side*size*(BP - entry) = 0
+                          => BP = entry - side*margin/size
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Sequence
+
+LONG = 1
+SHORT = -1
+
+# Relative tolerance for "is this float on the lot grid" and balance checks:
+# well below a satoshi on any realistic notional, well above float noise.
+RELATIVE_TOLERANCE = 1e-9
+
+
+def _check_side(side: int) -> None:
+    if side not in (LONG, SHORT):
+        raise ValueError(f"side must be +1 (long) or -1 (short), got {side!r}")
+
+
+def initial_margin(notional: float, leverage: float) -> float:
+    """Margin locked when opening ``notional`` (quote) at ``leverage`` (x): notional / leverage."""
+    if leverage <= 0:
+        raise ValueError(f"leverage must be > 0, got {leverage}")
+    return notional / leverage
+
+
+def unrealized_pnl(side: int, size: float, entry_price: float, price: float) -> float:
+    """Profit of a linear position marked at ``price``, quote currency: side*size*(price-entry)."""
+    return side * size * (price - entry_price)
+
+
+def maintenance_margin(notional: float, maintenance_margin_rate: float,
+                       maintenance_amount: float = 0.0) -> float:
+    """Maintenance margin in quote currency: notional * mmr - maintenance_amount."""
+    return notional * maintenance_margin_rate - maintenance_amount
+
+
+def liquidation_price(side: int, size: float, entry_price: float, margin: float,
+                      maintenance_margin_rate: float,
+                      maintenance_amount: float = 0.0) -> float:
+    """Price at which margin + unrealized PnL equals the maintenance margin.
+
+    LP = (margin + maintenance_amount - side*size*entry) / (size*mmr - side*size).
+
+    Example: long 1 BTC at 100 with 10x (margin 10), mmr 0.005 gives
+    LP = (10 - 100) / (0.005 - 1) = 90 / 0.995 = 90.4523; the short mirror
+    gives (10 + 100) / (0.005 + 1) = 109.4527.
+
+    A long whose margin covers the whole position can never be liquidated: the
+    formula then gives a price <= 0 and the result is clipped to 0.0.
+    """
+    _check_side(side)
+    if size <= 0:
+        raise ValueError(f"size must be > 0 base units, got {size}")
+    denominator = size * maintenance_margin_rate - side * size
+    price = (margin + maintenance_amount - side * size * entry_price) / denominator
+    return max(price, 0.0)
+
+
+def bankruptcy_price(side: int, size: float, entry_price: float, margin: float) -> float:
+    """Price at which margin + unrealized PnL is exactly zero: entry - side*margin/size.
+
+    Long 1 at 100 with margin 10: BP = 90; short: 110. Clipped at 0 for a long
+    whose margin exceeds its notional.
+    """
+    _check_side(side)
+    if size <= 0:
+        raise ValueError(f"size must be > 0 base units, got {size}")
+    return max(entry_price - side * margin / size, 0.0)
+
+
+# --------------------------------------------------------------------------
+# Maintenance-margin tiers
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MarginTier:
+    """One bracket of an exchange's leverage table.
+
+    notional_floor, notional_cap: the bracket holds notionals in
+    [floor, cap), quote currency; maintenance_margin_rate: fraction;
+    maintenance_amount: deduction in quote currency (Binance "cum");
+    max_leverage: highest leverage allowed for a position in this bracket.
+    """
+    notional_floor: float
+    notional_cap: float
+    maintenance_margin_rate: float
+    maintenance_amount: float
+    max_leverage: float
+
+    def holds(self, notional: float) -> bool:
+        """True when ``notional`` (quote) lies in [floor, cap)."""
+        return self.notional_floor <= notional < self.notional_cap
+
+
+def flat_tiers(maintenance_margin_rate: float) -> tuple[MarginTier, ...]:
+    """A one-bracket table: the same mmr for every notional.
+
+    Its max leverage is 1/mmr, where the initial margin equals the
+    maintenance margin; above it a position would open already past its
+    liquidation price.
+    """
+    if not 0 < maintenance_margin_rate < 1:
+        raise ValueError("maintenance_margin_rate must be a fraction in (0, 1), "
+                         f"got {maintenance_margin_rate}")
+    return (MarginTier(0.0, math.inf, maintenance_margin_rate, 0.0,
+                       1.0 / maintenance_margin_rate),)
+
+
+def validate_tiers(tiers: Sequence[MarginTier]) -> tuple[MarginTier, ...]:
+    """Check a tier table is contiguous from 0, with rising rates; return it as a tuple.
+
+    Raises ValueError naming the first bad bracket.
+    """
+    tiers = tuple(tiers)
+    if not tiers:
+        raise ValueError("a tier table needs at least one bracket")
+    if tiers[0].notional_floor != 0:
+        raise ValueError("the first tier must start at notional 0")
+    for number, (lower, upper) in enumerate(zip(tiers, tiers[1:]), start=2):
+        if upper.notional_floor != lower.notional_cap:
+            raise ValueError(f"tier {number} starts at {upper.notional_floor}, "
+                             f"not where tier {number - 1} ends ({lower.notional_cap})")
+        if upper.maintenance_margin_rate < lower.maintenance_margin_rate:
+            raise ValueError(f"tier {number} has a lower maintenance margin rate than tier {number - 1}")
+    for number, tier in enumerate(tiers, start=1):
+        if not (0 < tier.maintenance_margin_rate < 1 and tier.max_leverage > 0):
+            raise ValueError(f"tier {number}: mmr must be in (0, 1) and max leverage > 0")
+    return tiers
+
+
+def tier_index_for_notional(tiers: Sequence[MarginTier], notional: float) -> int:
+    """Index of the bracket whose [floor, cap) holds ``notional`` (quote).
+
+    Notionals beyond the last cap use the last bracket (exchanges refuse them
+    at order time; the broker rejects such orders by max leverage first).
+    """
+    for index, tier in enumerate(tiers):
+        if notional < tier.notional_cap:
+            return index
+    return len(tiers) - 1
+
+
+def tier_for_notional(tiers: Sequence[MarginTier], notional: float) -> MarginTier:
+    """The bracket holding ``notional`` (quote currency)."""
+    return tiers[tier_index_for_notional(tiers, notional)]
+
+
+def tiered_liquidation_price(side: int, size: float, entry_price: float, margin: float,
+                             tiers: Sequence[MarginTier]) -> tuple[float, MarginTier]:
+    """Liquidation price with the bracket that applies *at* that price.
+
+    The exchanges' rule: the bracket is the one holding the position's
+    notional at the liquidation price, not at entry. Start from the entry
+    notional's bracket, compute LP, and step one bracket toward size*LP until
+    the bracket holds it. If the prices straddle a bracket edge (no bracket
+    is self-consistent) the last bracket tried is kept, which is the one
+    nearer the entry: the first one reached moving away from entry.
+
+    Returns (liquidation price in quote per base, the bracket used).
+    """
+    index = tier_index_for_notional(tiers, size * entry_price)
+    visited = set()
+    while True:
+        tier = tiers[index]
+        price = liquidation_price(side, size, entry_price, margin,
+                                  tier.maintenance_margin_rate, tier.maintenance_amount)
+        target = tier_index_for_notional(tiers, size * price)
+        visited.add(index)
+        if target == index:
+            return price, tier
+        step = 1 if target > index else -1
+        if index + step in visited:
+            return price, tier
+        index += step
+
+
+def position_maintenance_margin(size: float, price: float,
+                                tiers: Sequence[MarginTier]) -> float:
+    """Maintenance margin (quote) of ``size`` base units marked at ``price``, by its bracket."""
+    notional = size * price
+    tier = tier_for_notional(tiers, notional)
+    return maintenance_margin(notional, tier.maintenance_margin_rate, tier.maintenance_amount)
+
+
+def load_tiers(path: str | Path) -> tuple[MarginTier, ...]:
+    """Read a tier table from JSON (``{"tiers": [...]}`` or a list) or CSV.
+
+    Each row has notional_floor, notional_cap, maintenance_margin_rate,
+    maintenance_amount, max_leverage; an empty or "inf" cap means no cap.
+    Raises ValueError with the file name on a missing column or bad value.
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".csv":
+            with path.open(newline="") as handle:
+                rows = list(csv.DictReader(handle))
+        else:
+            document = json.loads(path.read_text())
+            rows = document["tiers"] if isinstance(document, dict) else document
+    except (OSError, json.JSONDecodeError, KeyError) as error:
+        raise ValueError(f"{path}: cannot read tier table ({error})") from None
+    fields = ("notional_floor", "notional_cap", "maintenance_margin_rate",
+              "maintenance_amount", "max_leverage")
+    tiers = []
+    for number, row in enumerate(rows, start=1):
+        try:
+            values = {name: _tier_number(row[name]) for name in fields}
+        except KeyError as missing:
+            raise ValueError(f"{path}: tier {number} has no column {missing}") from None
+        except ValueError:
+            raise ValueError(f"{path}: tier {number} has a value that is not a number") from None
+        tiers.append(MarginTier(**values))
+    try:
+        return validate_tiers(tiers)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def _tier_number(value) -> float:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "inf")):
+        return math.inf
+    return float(value)
+
+
+# --------------------------------------------------------------------------
+# Liquidation outcome and lot grid
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LiquidationOutcome:
+    """How a liquidation's money is split, all in quote currency, all >= 0.
+
+    fee: clearance fee to the insurance fund; returned: what goes back to the
+    wallet; margin_lost: margin - returned; deficit: loss beyond the margin
+    (fill past the bankruptcy price), size * |BP - fill|.
+    """
+    fee: float
+    returned: float
+    margin_lost: float
+    deficit: float
+
+
+def liquidation_outcome(side: int, size: float, entry_price: float, margin: float,
+                        fill_price: float, liquidation_fee_rate: float | None) -> LiquidationOutcome:
+    """Split a liquidation at ``fill_price`` between trader, insurance fund and deficit.
+
+    remaining = margin + side*size*(fill - entry) is what is left of the
+    margin after closing.
+
+    * Exchange style (``liquidation_fee_rate`` None): the trader loses the
+      whole margin; a positive remaining is the clearance fee.
+    * With a rate x: fee = max(0, min(x * size * fill, remaining)); the rest
+      of a positive remaining returns to the wallet.
+    * deficit = max(0, -remaining) = size * |BP - fill| when the fill is past
+      the bankruptcy price.
+    """
+    remaining = margin + unrealized_pnl(side, size, entry_price, fill_price)
+    deficit = max(0.0, -remaining)
+    if liquidation_fee_rate is None:
+        fee = max(0.0, remaining)
+    else:
+        fee = max(0.0, min(liquidation_fee_rate * size * fill_price, remaining))
+    returned = max(0.0, remaining - fee)
+    return LiquidationOutcome(fee=fee, returned=returned,
+                              margin_lost=margin - returned, deficit=deficit)
+
+
+def lot_decimals(lot_size: float) -> int:
+    """Number of decimals of a lot size (0.001 -> 3), for exact rounding."""
+    exponent = Decimal(repr(lot_size)).normalize().as_tuple().exponent
+    return max(0, -exponent)
+
+
+def floor_to_lot(size: float, lot_size: float) -> float:
+    """Round a quantity (base units) toward zero onto the lot grid.
+
+    A size already on the grid stays as given even when float division says
+    otherwise (1.235 / 0.001 = 1234.9999999999998 must not floor to 1.234).
+    """
+    if lot_size <= 0:
+        raise ValueError(f"lot_size must be > 0, got {lot_size}")
+    lots = abs(size) / lot_size
+    whole_lots = math.floor(lots + RELATIVE_TOLERANCE * max(1.0, lots))
+    if whole_lots == 0:
+        return 0.0
+    return math.copysign(round(whole_lots * lot_size, lot_decimals(lot_size)), size)
