@@ -1,0 +1,67 @@
+"""One backtest setting: everything that varies between the rows of a sweep."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+NEGATIVE_BALANCE_POLICIES = ("absorb", "carry")
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """Inputs of one backtest besides the price data.
+
+    Attributes
+    ----------
+    strategy : str
+        Registry name (``sma_cross``, ``rsi_reversion``, ``donchian_breakout``, ``buy_hold``).
+    leverage : float
+        Leverage of the feed (notional / initial margin), > 0. 5.0 means 5x.
+    cash : float
+        Starting wallet [quote currency], > 0.
+    commission : float
+        Taker fee as a fraction of notional (0.0004 = 0.04 %).
+    maintenance_margin_rate : float
+        Flat maintenance margin rate as a fraction of notional (0.005 = 0.5 %).
+    liquidation_fee_rate : float or None
+        Clearance fee as a fraction of notional at the fill; None = exchange style
+        (the whole remaining isolated margin goes to the insurance fund).
+    negative_balance : str
+        'absorb' (the insurance fund pays deficits) or 'carry' (the wallet goes negative).
+    lot_size : float
+        Order size grid [base units]; sizes are floored to it.
+    strategy_params : tuple of (name, value)
+        Strategy params overriding the defaults (a tuple so the config stays hashable).
+    """
+
+    strategy: str = "sma_cross"
+    leverage: float = 1.0
+    cash: float = 10_000.0
+    commission: float = 0.0004
+    maintenance_margin_rate: float = 0.005
+    liquidation_fee_rate: float | None = None
+    negative_balance: str = "absorb"
+    lot_size: float = 0.001
+    strategy_params: tuple = field(default_factory=tuple)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field."""
+        if not (math.isfinite(self.leverage) and self.leverage > 0):
+            raise ValueError(f"leverage must be a finite number > 0, got {self.leverage}")
+        if not (math.isfinite(self.cash) and self.cash > 0):
+            raise ValueError(f"cash must be a finite number > 0, got {self.cash}")
+        for name in ("commission", "maintenance_margin_rate", "liquidation_fee_rate"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and 0 <= value < 1):
+                raise ValueError(f"{name} must be a fraction in [0, 1), got {value}")
+        if self.negative_balance not in NEGATIVE_BALANCE_POLICIES:
+            raise ValueError(f"negative_balance must be one of {NEGATIVE_BALANCE_POLICIES}, "
+                             f"got {self.negative_balance!r}")
+        if not (math.isfinite(self.lot_size) and self.lot_size > 0):
+            raise ValueError(f"lot_size must be > 0, got {self.lot_size}")
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict; strategy params become a plain dict."""
+        out = asdict(self)
+        out["strategy_params"] = dict(self.strategy_params)
+        return out

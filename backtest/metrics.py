@@ -1,0 +1,170 @@
+"""The metrics row: one flat, JSON-ready dict per setting, always with the same keys.
+
+``metrics.json`` is a list of these rows and ``metrics.csv`` has the same rows, columns in
+:data:`ROW_KEYS` order. A failed setting has the same keys, ``None`` for every result, and
+``error`` set to a one-line reason; a successful one has ``error`` = ``None``.
+
+=========================  ============================================================
+key                        meaning [unit]
+=========================  ============================================================
+strategy                   registry name of the strategy
+leverage                   leverage of the setting [x]
+cash                       starting wallet [quote currency]
+final_value                broker value after the last bar [quote currency]
+total_return               final_value / cash - 1 [fraction; below -1 = ended in debt]
+cagr                       compound annual growth, 365-day year [fraction]
+max_drawdown               deepest fall from a running peak [positive fraction, 1 = ruin]
+volatility                 annualised stdev of bar returns [fraction]
+sharpe, sortino, calmar    risk-adjusted ratios (risk-free rate 0) [dimensionless]
+var_95, cvar_95            historical daily VaR / CVaR at 95 % [return, negative = loss]
+ruined                     equity fell below the ruin threshold [bool]
+liquidations               number of liquidations [count]
+margin_lost                isolated margin lost to liquidations [quote currency]
+liquidation_fees           clearance fees paid on liquidations [quote currency]
+deficit                    losses beyond bankruptcy price, absorbed or carried [quote]
+absorbed_deficit           part of ``deficit`` paid by the insurance fund [quote currency]
+worst_balance              min(0, lowest wallet balance) [quote currency]
+time_to_first_liquidation  first liquidated position's life, open -> liquidation [s]
+first_liquidation_dt       bar time of the first liquidation [ISO-8601 UTC]
+worst_margin_ratio         highest maintenance margin / position equity [fraction]
+closest_distance           smallest distance to the liquidation price [fraction]
+margin_calls               margin-ratio warning levels crossed upward [count]
+commission                 taker fee [fraction of notional]
+maintenance_margin_rate    [fraction of notional]
+liquidation_fee_rate       [fraction of notional], None = exchange style
+negative_balance           'absorb' or 'carry'
+strategy_params            strategy params overriding the defaults, as JSON text
+symbol, source, synthetic  data identity (source: csv, yfinance, cache or synthetic)
+interval                   bar length label ('1h', '1d')
+data_start, data_end       first and last bar [ISO-8601 UTC]
+bars                       number of bars [count]
+seconds                    wall time of the backtest [s]
+error                      None, or the one-line reason the setting failed
+=========================  ============================================================
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+
+from .config import BacktestConfig
+
+RESULT_KEYS = (
+    "final_value", "total_return", "cagr", "max_drawdown", "volatility", "sharpe", "sortino",
+    "calmar", "var_95", "cvar_95", "ruined", "liquidations", "margin_lost", "liquidation_fees",
+    "deficit", "absorbed_deficit", "worst_balance", "time_to_first_liquidation",
+    "first_liquidation_dt", "worst_margin_ratio", "closest_distance", "margin_calls",
+)
+SETTING_KEYS = ("commission", "maintenance_margin_rate", "liquidation_fee_rate",
+                "negative_balance", "strategy_params")
+IDENTITY_KEYS = ("symbol", "source", "synthetic", "interval", "data_start", "data_end", "bars")
+ROW_KEYS = ("strategy", "leverage", "cash") + RESULT_KEYS + SETTING_KEYS + IDENTITY_KEYS + (
+    "seconds", "error")
+
+
+def metrics_row(config: BacktestConfig, frame: pd.DataFrame, final_value: float,
+                analyses: dict, seconds: float) -> dict:
+    """Row of a finished run from the four analyzers' ``get_analysis()`` dicts.
+
+    ``analyses`` maps ``liquidation``, ``margin``, ``negative_balance`` and ``risk`` to
+    the analyses of ``LiquidationAnalyzer``, ``MarginAnalyzer``,
+    ``NegativeBalanceAnalyzer`` and ``RiskAnalyzer``.
+    """
+    liquidation = analyses["liquidation"]
+    margin = analyses["margin"]
+    negative = analyses["negative_balance"]
+    risk = analyses["risk"]
+    events = list(liquidation.get("events") or [])
+    first = events[0] if events else {}
+    row = _base_row(config, frame)
+    row.update({
+        "final_value": float(final_value),
+        "total_return": risk.get("total_return"),
+        "cagr": risk.get("cagr"),
+        "max_drawdown": risk.get("max_drawdown"),
+        "volatility": risk.get("volatility"),
+        "sharpe": risk.get("sharpe"),
+        "sortino": risk.get("sortino"),
+        "calmar": risk.get("calmar"),
+        "var_95": risk.get("var_95"),
+        "cvar_95": risk.get("cvar_95"),
+        "ruined": risk.get("ruined"),
+        "liquidations": int(liquidation.get("count", len(events))),
+        "margin_lost": liquidation.get("margin_lost"),
+        "liquidation_fees": liquidation.get("fees"),
+        "deficit": liquidation.get("deficit"),
+        "absorbed_deficit": negative.get("absorbed_deficit"),
+        "worst_balance": negative.get("worst_balance"),
+        "time_to_first_liquidation": first.get("time_to_liquidation"),
+        "first_liquidation_dt": _iso(first.get("dt")),
+        "worst_margin_ratio": margin.get("worst_margin_ratio"),
+        "closest_distance": margin.get("closest_distance"),
+        "margin_calls": len(margin.get("margin_calls") or []),
+        "seconds": round(float(seconds), 3),
+    })
+    return _json_ready(row)
+
+
+def error_row(config: BacktestConfig, frame: pd.DataFrame | None, message: str) -> dict:
+    """Row of a failed setting: every result None, ``error`` = ``message`` (one line)."""
+    row = _base_row(config, frame)
+    row["error"] = " ".join(str(message).split())
+    return _json_ready(row)
+
+
+def _base_row(config: BacktestConfig, frame: pd.DataFrame | None) -> dict:
+    row = dict.fromkeys(ROW_KEYS)
+    row.update({
+        "strategy": config.strategy,
+        "leverage": float(config.leverage),
+        "cash": float(config.cash),
+        "commission": config.commission,
+        "maintenance_margin_rate": config.maintenance_margin_rate,
+        "liquidation_fee_rate": config.liquidation_fee_rate,
+        "negative_balance": config.negative_balance,
+        "strategy_params": json.dumps(dict(config.strategy_params), sort_keys=True),
+    })
+    row.update(data_identity(frame))
+    return row
+
+
+def data_identity(frame: pd.DataFrame | None) -> dict:
+    """symbol, source, synthetic, interval, data_start, data_end, bars of a loaded frame."""
+    if frame is None or len(frame) == 0:
+        return dict.fromkeys(IDENTITY_KEYS)
+    attrs = frame.attrs
+    return {
+        "symbol": attrs.get("symbol"),
+        "source": attrs.get("source"),
+        "synthetic": bool(attrs.get("synthetic", False)),
+        "interval": attrs.get("interval"),
+        "data_start": _iso(frame.index[0]),
+        "data_end": _iso(frame.index[-1]),
+        "bars": int(len(frame)),
+    }
+
+
+def _iso(value) -> str | None:
+    """ISO-8601 UTC text of a timestamp-like value (naive values are taken as UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.isoformat()
+
+
+def _json_ready(row: dict) -> dict:
+    """Plain Python scalars; NaN and infinities become None (JSON has no NaN)."""
+    out = {}
+    for key in ROW_KEYS:
+        value = row.get(key)
+        if hasattr(value, "item"):          # numpy scalar
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        out[key] = value
+    return out

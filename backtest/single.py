@@ -1,0 +1,116 @@
+"""One backtest: price frame + :class:`BacktestConfig` -> one metrics row + per-bar series.
+
+:func:`run_task` is the only function the sweep backends call (process pool and dask):
+it never raises, a failure becomes a row whose ``error`` holds the one-line reason.
+
+Per-bar series (numpy arrays, one value per bar of the frame)
+-------------------------------------------------------------
+=================  ======================================================================
+key                meaning [unit]
+=================  ======================================================================
+equity             broker value at the bar's close [quote currency]
+drawdown           (running peak - equity) / running peak [positive fraction]
+margin_ratio       maintenance margin / position equity at the bar's adverse extreme
+                   [fraction; 1.0 = liquidation; NaN when flat]
+liquidation_time   one entry per liquidation: bar time [int64 ns since epoch, UTC]
+liquidation_price  fill price of each liquidation [quote currency]
+liquidation_side   +1 long, -1 short, per liquidation
+=================  ======================================================================
+The bar times and closes are the frame's own, so they are not repeated here.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from broker import MarginBroker
+from data import ArrayFeed
+from analyzers import LiquidationAnalyzer, MarginAnalyzer, NegativeBalanceAnalyzer, RiskAnalyzer
+from strategies import get_strategy
+
+from .config import BacktestConfig
+from .metrics import error_row, metrics_row
+
+ANALYZERS = {"liquidation": LiquidationAnalyzer, "margin": MarginAnalyzer,
+             "negative_balance": NegativeBalanceAnalyzer, "risk": RiskAnalyzer}
+
+
+@dataclass
+class BacktestResult:
+    """What one setting produced: a metrics row (always) and its series (empty on error)."""
+
+    row: dict
+    series: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.row.get("error") is None
+
+
+def make_feed(frame: pd.DataFrame):
+    """The fast numpy-backed feed of the data package for a validated OHLCV frame."""
+    return ArrayFeed(dataname=frame)
+
+
+def make_broker(config: BacktestConfig):
+    """A ``MarginBroker`` set up from ``config`` (fees set the backtrader way)."""
+    broker = MarginBroker(
+        cash=config.cash,
+        leverage=config.leverage,
+        maintenance_margin_rate=config.maintenance_margin_rate,
+        liquidation_fee_rate=config.liquidation_fee_rate,
+        negative_balance=config.negative_balance,
+        lot_size=config.lot_size,
+    )
+    broker.setcommission(commission=config.commission)
+    return broker
+
+
+def run_backtest(frame: pd.DataFrame, config: BacktestConfig) -> BacktestResult:
+    """Run ``config.strategy`` on ``frame`` with a margin broker; raise on any failure."""
+    config.validate()
+    started = time.perf_counter()
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(make_feed(frame))
+    cerebro.broker = make_broker(config)
+    cerebro.addstrategy(get_strategy(config.strategy), **dict(config.strategy_params))
+    for name, analyzer in ANALYZERS.items():
+        cerebro.addanalyzer(analyzer, _name=name)
+    strategy = cerebro.run()[0]
+    analyzers = {name: strategy.analyzers.getbyname(name) for name in ANALYZERS}
+    analyses = {name: analyzer.get_analysis() for name, analyzer in analyzers.items()}
+    row = metrics_row(config, frame, cerebro.broker.getvalue(), analyses,
+                      seconds=time.perf_counter() - started)
+    return BacktestResult(row=row, series=_series(analyzers, len(frame)))
+
+
+def run_task(frame: pd.DataFrame, config: BacktestConfig) -> BacktestResult:
+    """:func:`run_backtest` that never raises: errors become the row's ``error`` field."""
+    try:
+        return run_backtest(frame, config)
+    except Exception as error:  # noqa: BLE001 - one failing setting must not sink a sweep
+        message = " ".join(str(error).split()) or type(error).__name__
+        return BacktestResult(row=error_row(config, frame, f"{type(error).__name__}: {message}"))
+
+
+def _series(analyzers: dict, bars: int) -> dict:
+    """The per-bar and per-liquidation arrays of the module docstring, from the analyzers."""
+    risk = analyzers["risk"].series()
+    margin_ratios = analyzers["margin"].series()["margin_ratio"]
+    liquidations = analyzers["liquidation"].series()
+    equity = np.asarray(risk["equity"], dtype=np.float64)
+    if len(equity) != bars:
+        raise RuntimeError(f"analyzers saw {len(equity)} bars, the data has {bars}")
+    margin_ratio = next(iter(margin_ratios.values())) if margin_ratios else np.full(bars, np.nan)
+    return {
+        "equity": equity,
+        "drawdown": np.asarray(risk["drawdown"], dtype=np.float64),
+        "margin_ratio": np.asarray(margin_ratio, dtype=np.float64),
+        "liquidation_time": np.asarray(liquidations["time"], dtype="datetime64[ns]").astype(np.int64),
+        "liquidation_price": np.asarray(liquidations["fill_price"], dtype=np.float64),
+        "liquidation_side": np.asarray(liquidations["side"]).astype(np.int8),
+    }

@@ -1,0 +1,30 @@
+"""Buy and hold: the leverage baseline."""
+from .base import LONG, LeveragedStrategy
+
+
+class BuyHold(LeveragedStrategy):
+    """Go long ``fraction * equity * leverage`` of notional on the first bar and hold it.
+
+    The baseline for comparing leverages: with no trading decisions, every difference
+    between settings comes from leverage, fees and liquidation. After a stop, take-profit or
+    liquidation it stays flat unless ``reenter`` is True.
+
+    Params (plus fraction, stop_loss, take_profit; shorts are never taken)
+    ------
+    reenter : bool, default False
+        Buy again on the next bar after the position was closed.
+    """
+
+    params = (("reenter", False),)
+
+    def __init__(self):
+        super().__init__()
+        self._entered = False
+
+    def signal(self):
+        if self.position.size > 0:
+            self._entered = True
+            return None
+        if self._entered and not self.p.reenter:
+            return None
+        return LONG
