@@ -86,8 +86,12 @@ class MarginAnalyzer(BarClockAnalyzer):
         super().start()
 
     def notify_trade(self, trade):
-        if trade.justopened:
-            self._opened_now.add(self._names[self.strategy.datas.index(trade.data)])
+        if not trade.justopened:
+            return
+        # identity, not ==: backtrader lines overload == to build line operations
+        for data, name in zip(self.strategy.datas, self._names):
+            if data is trade.data:
+                self._opened_now.add(name)
 
     def next(self):
         super().next()

@@ -217,3 +217,51 @@ def test_real_crash_analyzers_agree_with_broker(shared_data, policy):
     json.dumps(result, allow_nan=False)
     print()
     print(summary_text(liquidation, margin, negative, risk))
+
+
+# -- two feeds: a liquidation on one leaves the other alone ------------------------------------
+
+def test_two_feeds_named_and_unnamed():
+    OTHER_ENTRY, OTHER_LOW = 50.0, 47.0
+    other_bars = [flat_bar(OTHER_ENTRY)] * 2 + [(OTHER_ENTRY, OTHER_ENTRY, OTHER_LOW, OTHER_ENTRY)] * 3
+    strategy = run([ohlc_feed(LONG_BARS, name="BTC"), ohlc_feed(other_bars)], broker=broker(), cash=CASH,
+                   plan={0: [("buy", QTY, 0)], 1: [("buy", QTY, 1)]})
+    result = analyses(strategy)
+    assert result["liquidation"]["by_data"] == {"BTC": 1}
+    margin = result["margin"]
+    assert set(margin["per_data"]) == {"BTC", "data1"}
+    other_margin = QTY * OTHER_ENTRY / LEVERAGE                                   # 5
+    other_ratio = QTY * OTHER_LOW * RATE / (other_margin + QTY * (OTHER_LOW - OTHER_ENTRY))  # 0.235 / 2
+    other = margin["per_data"]["data1"]
+    assert other["worst_margin_ratio"] == pytest.approx(other_ratio)
+    assert other["worst_margin_ratio_dt"] == iso(2)       # opened at bar 2's open, low 47 at once
+    assert margin["per_data"]["BTC"]["worst_margin_ratio"] == 1.0
+    assert margin["worst_margin_ratio_data"] == "BTC"
+    # only BTC reached the warning levels; the calls name it
+    assert {c["data"] for c in margin["margin_calls"]} == {"BTC"}
+    assert strategy.broker.getposition(strategy.datas[1]).size == QTY   # isolation
+    # effective leverage on the last bar: data1's notional / value (BTC is flat)
+    final_value = CASH - MARGIN + QTY * (OTHER_ENTRY - OTHER_ENTRY)
+    assert strategy.analyzers.margin.series()["effective_leverage"][-1] == \
+        pytest.approx(QTY * OTHER_ENTRY / final_value)
+    json.dumps(result, allow_nan=False)
+
+
+def test_margin_call_rearmed_for_a_new_trade_on_the_second_feed():
+    # data1: long 10x at 50 with a low of 45.25 on its first bar (ratio > 0.8); on bar 2 it is
+    # closed and re-bought, both filling at bar 3's open: a new trade of the same side, whose
+    # deep bar 3 calls again (the feed never shows flat at a close)
+    OTHER_ENTRY, DEEP_LOW = 50.0, 45.25
+    other_margin = QTY * OTHER_ENTRY / LEVERAGE                                   # 5
+    other_lp = (other_margin - QTY * OTHER_ENTRY) / (QTY * RATE - QTY)            # 45 / 0.995
+    deep_ratio = QTY * DEEP_LOW * RATE / (other_margin + QTY * (DEEP_LOW - OTHER_ENTRY))  # 0.905
+    assert deep_ratio > 0.8 and DEEP_LOW > other_lp
+    deep = (OTHER_ENTRY, OTHER_ENTRY, DEEP_LOW, OTHER_ENTRY)
+    other_bars = [flat_bar(OTHER_ENTRY), deep, flat_bar(OTHER_ENTRY), deep, flat_bar(OTHER_ENTRY)]
+    strategy = run([ohlc_feed([flat_bar(ENTRY)] * 5, name="BTC"), ohlc_feed(other_bars)], broker=broker(),
+                   cash=CASH, plan={0: [("buy", QTY, 1)], 2: [("close", None, 1), ("buy", QTY, 1)]})
+    result = strategy.analyzers.margin.get_analysis()
+    calls = [(c["dt"], c["data"], c["level"]) for c in result["margin_calls"]]
+    assert calls == [(iso(1), "data1", 0.5), (iso(1), "data1", 0.8), (iso(3), "data1", 0.5), (iso(3), "data1", 0.8)]
+    assert result["margin_calls"][0]["ratio"] == pytest.approx(deep_ratio)
+    assert strategy.analyzers.liquidation.get_analysis()["count"] == 0
