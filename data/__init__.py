@@ -1,4 +1,29 @@
-"""Historical OHLCV data for leveraged-crypto backtests (work in progress)."""
-from .errors import DataError, DataUnavailable
+"""Historical OHLCV data for leveraged-crypto backtests.
+
+Public API::
+
+    load_ohlcv(symbol, interval="1d", start=None, end=None, source="auto", refresh=False)
+    load_csv(path, format=None)            # 'yahoo', 'yfinance', 'binance', 'ccxt', 'ohlcv'
+    synthetic_ohlcv(bars=8760, interval="1h", seed=...)
+    resample_ohlcv(frame, "1h")
+    ArrayFeed(dataname=frame)              # fast, picklable backtrader feed
+    interval_to_timeframe("1h")            # (bt.TimeFrame.Minutes, 60)
+    DataError(ValueError), DataUnavailable(DataError), CacheCorrupt(DataError)
+
+Every frame has a UTC DatetimeIndex named ``datetime``, float64 columns
+``open, high, low, close, volume`` and the attrs listed in :mod:`data.frames`.
+"""
+from .cache import CACHE_DIR_ENV_VAR
+from .csvfile import FORMATS, load_csv
+from .errors import CacheCorrupt, CacheWarning, DataError, DataGapWarning, DataUnavailable
 from .feed import ArrayFeed, bt_date_numbers
 from .intervals import interval_to_timeframe
+from .loader import SOURCES, load_ohlcv
+from .resample import resample_ohlcv
+from .synthetic import synthetic_ohlcv
+
+__all__ = [
+    "load_ohlcv", "load_csv", "synthetic_ohlcv", "resample_ohlcv", "ArrayFeed",
+    "interval_to_timeframe", "bt_date_numbers", "DataError", "DataUnavailable", "CacheCorrupt",
+    "DataGapWarning", "CacheWarning", "FORMATS", "SOURCES", "CACHE_DIR_ENV_VAR",
+]

@@ -13,8 +13,9 @@ interval        bar label (``'5m'``, ``'1h'``, ``'1d'``); inferred from the
                 median spacing for CSV files
 missing_bars    int, bars absent between the first and last bar
 gap_count       int, number of gaps (steps longer than one interval)
-largest_gap     float, seconds, longest missing stretch (0.0 without gaps)
-largest_gap_start  ISO-8601 str of the first missing bar of it, or None
+largest_gap     float, seconds between the two bars around the longest gap
+                (a 34 h step between hourly bars misses 33 bars); 0.0 without gaps
+largest_gap_start  ISO-8601 str, the last bar before that gap, or None
 path            str, the CSV file (CSV only) or the cache file when used
 =============== ==========================================================
 """

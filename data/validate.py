@@ -152,8 +152,10 @@ class GapReport:
 
     missing_bars : number of absent bars (a step of k intervals misses k - 1 bars).
     gap_count : number of steps longer than one interval.
-    largest_gap_seconds : longest missing stretch in seconds (step minus one interval).
-    largest_gap_start : timestamp of the first missing bar of that stretch, or None.
+    largest_gap_seconds : longest step between two consecutive bar timestamps, in
+        seconds, counted only when it misses at least one bar (0.0 without gaps).
+        A 34 h step between hourly bars misses 33 bars.
+    largest_gap_start : timestamp of the last bar before that step, or None.
     """
     missing_bars: int
     gap_count: int
@@ -175,13 +177,12 @@ def gap_report(index: pd.DatetimeIndex, interval_seconds: float | None) -> GapRe
     gap_positions = np.flatnonzero(missing_per_step > 0)
     if gap_positions.size == 0:
         return GapReport(0, 0, 0.0, None)
-    missing_seconds = steps_seconds - interval_seconds
-    largest = int(gap_positions[np.argmax(missing_seconds[gap_positions])])
+    largest = int(gap_positions[np.argmax(steps_seconds[gap_positions])])
     return GapReport(
         missing_bars=int(missing_per_step.sum()),
         gap_count=int(gap_positions.size),
-        largest_gap_seconds=float(missing_seconds[largest]),
-        largest_gap_start=index[largest] + pd.Timedelta(seconds=interval_seconds),
+        largest_gap_seconds=float(steps_seconds[largest]),
+        largest_gap_start=index[largest],
     )
 
 
@@ -192,5 +193,6 @@ def warn_about_gaps(report: GapReport, source: str, interval: str) -> None:
     hours = report.largest_gap_seconds / 3600
     warnings.warn(
         f"{source}: {report.missing_bars} missing {interval} bars in {report.gap_count} gaps, "
-        f"largest {hours:g} h from {report.largest_gap_start} (not filled; see frame.attrs)",
+        f"largest {hours:g} h after the bar at {report.largest_gap_start} "
+        "(not filled; see frame.attrs)",
         DataGapWarning, stacklevel=3)

@@ -1,0 +1,164 @@
+"""On-disk cache of downloaded OHLCV bars: one CSV file per (symbol, interval).
+
+File layout (text, UTF-8)::
+
+    # btlev-ohlcv-cache {"version": 1, "rows": 1234, "sha256": "...", ...}
+    datetime,open,high,low,close,volume
+    2024-01-01 00:00:00+00:00,42283.58,...
+
+The first line is a JSON header holding the row count and the SHA-256 of
+everything after it, plus the time range already asked of yfinance
+(``covered_start``/``covered_end``, so a range with no bars is not asked for
+again) and ``fetched_at`` (to know whether the newest bar may have been
+partial).  A file whose header, checksum, row count or rows do not check out
+raises :class:`CacheCorrupt`; it is never used silently.  Floats are written
+with shortest round-trip repr, so values survive exactly.
+
+Writes go to a temporary file in the same folder, then ``os.replace``: a
+reader sees the old file or the new one, never half of one.  The folder is
+``$BTLEV_CACHE_DIR`` when set, else ``data/cache/`` beside this module.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import CacheCorrupt, CacheWarning, DataError
+from .validate import OHLCV_COLUMNS, validate_ohlcv
+
+CACHE_DIR_ENV_VAR = "BTLEV_CACHE_DIR"
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parent / "cache"
+CACHE_MAGIC = "# btlev-ohlcv-cache "
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """Cached bars and what they cover.
+
+    frame : standard OHLCV frame (UTC index), may be empty only in memory.
+    covered_start, covered_end : UTC range [start, end) already requested from
+        the source; bars outside it are unknown.
+    fetched_at : UTC time of the latest download merged into the entry.
+    """
+    frame: pd.DataFrame
+    covered_start: pd.Timestamp
+    covered_end: pd.Timestamp
+    fetched_at: pd.Timestamp
+
+
+def cache_dir(override=None) -> Path:
+    """The cache folder: ``override`` if given, else $BTLEV_CACHE_DIR, else data/cache/."""
+    if override is not None:
+        return Path(override)
+    from_environment = os.environ.get(CACHE_DIR_ENV_VAR)
+    return Path(from_environment) if from_environment else DEFAULT_CACHE_DIR
+
+
+def cache_path(symbol: str, interval: str, directory: Path) -> Path:
+    """File for one symbol and interval, e.g. ``BTC-USD_1h.csv`` (unsafe characters -> _)."""
+    safe_symbol = re.sub(r"[^A-Za-z0-9._=-]", "_", symbol)
+    return Path(directory) / f"{safe_symbol}_{interval}.csv"
+
+
+def _corrupt(path: Path, reason: str) -> CacheCorrupt:
+    return CacheCorrupt(f"cache file {path} is corrupt or truncated ({reason}); it was not used: "
+                        "delete it, or reload with refresh=True")
+
+
+def read_cache(path: Path) -> CacheEntry | None:
+    """Read and verify a cache file; None when it does not exist. Raises CacheCorrupt."""
+    path = Path(path)
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise DataError(f"cache file {path} cannot be read ({error})") from None
+    header_line, _, body = content.partition(b"\n")
+    header_text = header_line.decode("utf-8", errors="replace")
+    if not header_text.startswith(CACHE_MAGIC):
+        raise _corrupt(path, "no btlev cache header on line 1")
+    try:
+        header = json.loads(header_text[len(CACHE_MAGIC):])
+        expected_rows = int(header["rows"])
+        expected_digest = str(header["sha256"])
+        covered_start = pd.Timestamp(header["covered_start"])
+        covered_end = pd.Timestamp(header["covered_end"])
+        fetched_at = pd.Timestamp(header["fetched_at"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise _corrupt(path, f"unreadable header: {error}") from None
+    if header.get("version") != CACHE_VERSION:
+        raise _corrupt(path, f"cache version {header.get('version')!r}, expected {CACHE_VERSION}")
+    digest = hashlib.sha256(body).hexdigest()
+    if digest != expected_digest:
+        raise _corrupt(path, f"checksum mismatch: header says {expected_digest[:12]}..., "
+                             f"content is {digest[:12]}...")
+    try:
+        frame = pd.read_csv(io.BytesIO(body), index_col=0)
+        frame.index = pd.to_datetime(frame.index, utc=True, format="ISO8601")
+    except (ValueError, pd.errors.ParserError) as error:
+        raise _corrupt(path, f"rows do not parse: {' '.join(str(error).split())}") from None
+    if len(frame) != expected_rows:
+        raise _corrupt(path, f"{len(frame)} rows, header says {expected_rows}")
+    try:
+        validate_ohlcv(frame, f"cache file {path.name}", first_line=3)
+    except DataError as error:
+        raise _corrupt(path, str(error)) from None
+    frame = frame.loc[:, list(OHLCV_COLUMNS)].astype("float64")
+    frame.index.name = "datetime"
+    return CacheEntry(frame, covered_start, covered_end, fetched_at)
+
+
+def serialize_entry(entry: CacheEntry, symbol: str, interval: str) -> bytes:
+    """The bytes of a cache file for ``entry`` (header line + CSV body)."""
+    frame = entry.frame.loc[:, list(OHLCV_COLUMNS)]
+    body = frame.to_csv(index_label="datetime", lineterminator="\n").encode("utf-8")
+    header = {
+        "version": CACHE_VERSION, "symbol": symbol, "interval": interval,
+        "rows": len(frame), "sha256": hashlib.sha256(body).hexdigest(),
+        "covered_start": entry.covered_start.isoformat(),
+        "covered_end": entry.covered_end.isoformat(),
+        "fetched_at": entry.fetched_at.isoformat(),
+    }
+    return (CACHE_MAGIC + json.dumps(header, sort_keys=True) + "\n").encode("utf-8") + body
+
+
+def write_atomically(path: Path, content: bytes) -> None:
+    """Write ``content`` to ``path`` via a temporary file in the same folder and os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def write_cache(path: Path, entry: CacheEntry, symbol: str, interval: str) -> bool:
+    """Store ``entry`` atomically; on an unwritable folder warn once and return False."""
+    try:
+        write_atomically(path, serialize_entry(entry, symbol, interval))
+    except OSError as error:
+        warnings.warn(f"cache folder {Path(path).parent} is not writable "
+                      f"({error.strerror or error}); continuing without caching",
+                      CacheWarning, stacklevel=3)
+        return False
+    return True
