@@ -111,7 +111,7 @@ def _check_signs(frame, values, source, first_line) -> None:
         position, column = first
         rule = "volume must be >= 0" if column == "volume" else "prices must be > 0"
         raise DataError(f"{describe_row(frame, position, source, first_line)}: "
-                        f"{column} is {values[column][position]!r} ({rule})")
+                        f"{column} is {float(values[column][position])!r} ({rule})")
 
 
 def _check_high_low(frame, values, source, first_line) -> None:
@@ -122,12 +122,12 @@ def _check_high_low(frame, values, source, first_line) -> None:
     low_above = _first_true(values["low"] > body_bottom)
     if high_below is not None and (low_above is None or high_below <= low_above):
         raise DataError(f"{describe_row(frame, high_below, source, first_line)}: "
-                        f"high {values['high'][high_below]!r} < max(open, close) "
-                        f"{body_top[high_below]!r}")
+                        f"high {float(values['high'][high_below])!r} < max(open, close) "
+                        f"{float(body_top[high_below])!r}")
     if low_above is not None:
         raise DataError(f"{describe_row(frame, low_above, source, first_line)}: "
-                        f"low {values['low'][low_above]!r} > min(open, close) "
-                        f"{body_bottom[low_above]!r}")
+                        f"low {float(values['low'][low_above])!r} > min(open, close) "
+                        f"{float(body_bottom[low_above])!r}")
 
 
 def _check_order(frame, source, first_line) -> None:
