@@ -117,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {DEFAULT_SYMBOL} when --csv is not given)")
     data.add_argument("--format", choices=("yahoo", "yfinance", "binance", "ccxt", "ohlcv"),
                       help="CSV format when auto-detection is not wanted")
-    data.add_argument("--interval", help=f"bar interval for --symbol, e.g. 1h, 4h, 1d "
-                      f"(default {DEFAULT_INTERVAL}); with --csv the file's own interval is used")
+    data.add_argument("--interval", help=f"bar interval, e.g. 1h, 4h, 1d: for --symbol the "
+                      f"bars to load (default {DEFAULT_INTERVAL}); for --csv the file's bars are "
+                      "aggregated to it (a whole multiple of the file's interval)")
     data.add_argument("--start", help="first bar to use, ISO date/time in UTC (e.g. 2022-01-01)")
     data.add_argument("--end", help="last bar to use, ISO date/time in UTC")
     data.add_argument("--source", choices=SOURCES, default="auto", help="where --symbol data "
@@ -140,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     margin.add_argument("--maintenance-margin-rate", "--mmr", dest="maintenance_margin_rate",
                         type=_fraction, default=0.005, metavar="RATE",
                         help="flat maintenance margin rate, fraction of notional (default 0.005)")
+    margin.add_argument("--tiers", metavar="NAME|FILE", help="maintenance-margin tier table "
+                        "instead of the flat rate: a name in broker/tiers (e.g. "
+                        "binance_btcusdt_perp) or a JSON/CSV file; its max leverage applies")
     margin.add_argument("--liquidation-fee-rate", type=_fraction, default=None, metavar="RATE",
                         help="liquidation clearance fee, fraction of notional; default: "
                         "exchange style (the whole remaining isolated margin)")
@@ -200,7 +204,7 @@ def command_report(args) -> int:
     rows, bundle = read_outputs(args.dir)
     html = render_report(rows, bundle)
     written = write_files_atomically(args.dir, {REPORT_HTML: html.encode("utf-8")})
-    print(f"report: {written[REPORT_HTML]}")
+    print(f"report: {written[REPORT_HTML].resolve()}")
     return EXIT_SETTING_FAILED if any(row.get("error") for row in rows) else EXIT_OK
 
 
@@ -229,9 +233,11 @@ def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
     configs = [BacktestConfig(strategy=args.strategy, leverage=leverage, cash=args.cash,
                               commission=args.commission,
                               maintenance_margin_rate=args.maintenance_margin_rate,
+                              tiers=args.tiers,
                               liquidation_fee_rate=args.liquidation_fee_rate,
                               negative_balance=args.negative_balance, lot_size=args.lot_size,
                               strategy_params=params) for leverage in leverages]
+    _check_tiers(args.tiers)
     prepare_output_dir(args.out)                 # fail fast, before any work
     if frame is None:
         frame = load_frame(args)
@@ -244,7 +250,7 @@ def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
     for row in rows:
         if row["error"]:
             print(f"error: leverage {row['leverage']:g}x failed: {row['error']}", file=sys.stderr)
-    print(f"report: {written[REPORT_HTML]}  (metrics.json, metrics.csv, series.npz beside it)")
+    print(f"report: {written[REPORT_HTML].resolve()}  (metrics.json, metrics.csv, series.npz beside it)")
     return EXIT_SETTING_FAILED if any(row["error"] for row in rows) else EXIT_OK
 
 
@@ -258,10 +264,21 @@ def _strategy_params(strategy: str, pairs) -> tuple:
     return tuple(sorted(dict(pairs).items()))
 
 
+def _check_tiers(tiers) -> None:
+    """Bad input if the tier table cannot be read (a leverage above its max fails that row)."""
+    if tiers is None:
+        return
+    from broker import MarginBroker
+    try:
+        MarginBroker(tiers=tiers)
+    except (OSError, ValueError) as error:
+        raise CliError(f"--tiers {tiers}: {' '.join(str(error).split())}") from None
+
+
 def load_frame(args):
     """The validated OHLCV frame the options ask for (one load, shared by every setting)."""
     import pandas as pd
-    from data import load_csv, load_ohlcv
+    from data import load_csv, load_ohlcv, resample_ohlcv
 
     start, end = _timestamp(args.start, "--start"), _timestamp(args.end, "--end")
     if start is not None and end is not None and start > end:
@@ -270,9 +287,8 @@ def load_frame(args):
         return load_ohlcv(args.symbol or DEFAULT_SYMBOL, interval=args.interval or DEFAULT_INTERVAL,
                           start=args.start, end=args.end, source=args.source)
     frame = load_csv(args.csv, format=args.format)
-    if args.interval and args.interval != frame.attrs.get("interval"):
-        raise CliError(f"--interval {args.interval}: {args.csv} has {frame.attrs.get('interval')} "
-                       "bars; resample the file or leave --interval out")
+    if args.interval:                            # coarser bars than the file's: aggregate them
+        frame = resample_ohlcv(frame, args.interval)
     if start is not None or end is not None:
         attrs = dict(frame.attrs)
         frame = frame.loc[start:end]

@@ -22,7 +22,11 @@ class BacktestConfig:
     commission : float
         Taker fee as a fraction of notional (0.0004 = 0.04 %).
     maintenance_margin_rate : float
-        Flat maintenance margin rate as a fraction of notional (0.005 = 0.5 %).
+        Flat maintenance margin rate as a fraction of notional (0.005 = 0.5 %); ignored
+        when ``tiers`` is given.
+    tiers : str or None
+        Tier table for ``MarginBroker``: a name in ``broker/tiers`` (e.g.
+        ``binance_btcusdt_perp``) or a JSON/CSV path; None = the flat rate above.
     liquidation_fee_rate : float or None
         Clearance fee as a fraction of notional at the fill; None = exchange style
         (the whole remaining isolated margin goes to the insurance fund).
@@ -39,6 +43,7 @@ class BacktestConfig:
     cash: float = 10_000.0
     commission: float = 0.0004
     maintenance_margin_rate: float = 0.005
+    tiers: str | None = None
     liquidation_fee_rate: float | None = None
     negative_balance: str = "absorb"
     lot_size: float = 0.001

@@ -30,7 +30,8 @@ worst_margin_ratio         highest maintenance margin / position equity [fractio
 closest_distance           smallest distance to the liquidation price [fraction]
 margin_calls               margin-ratio warning levels crossed upward [count]
 commission                 taker fee [fraction of notional]
-maintenance_margin_rate    [fraction of notional]
+maintenance_margin_rate    [fraction of notional] (flat rate; unused with ``tiers``)
+tiers                      tier table name or path, None = flat maintenance margin rate
 liquidation_fee_rate       [fraction of notional], None = exchange style
 negative_balance           'absorb' or 'carry'
 strategy_params            strategy params overriding the defaults, as JSON text
@@ -57,7 +58,7 @@ RESULT_KEYS = (
     "deficit", "absorbed_deficit", "worst_balance", "time_to_first_liquidation",
     "first_liquidation_dt", "worst_margin_ratio", "closest_distance", "margin_calls",
 )
-SETTING_KEYS = ("commission", "maintenance_margin_rate", "liquidation_fee_rate",
+SETTING_KEYS = ("commission", "maintenance_margin_rate", "tiers", "liquidation_fee_rate",
                 "negative_balance", "strategy_params")
 IDENTITY_KEYS = ("symbol", "source", "synthetic", "interval", "data_start", "data_end", "bars")
 ROW_KEYS = ("strategy", "leverage", "cash") + RESULT_KEYS + SETTING_KEYS + IDENTITY_KEYS + (
@@ -122,6 +123,7 @@ def _base_row(config: BacktestConfig, frame: pd.DataFrame | None) -> dict:
         "cash": float(config.cash),
         "commission": config.commission,
         "maintenance_margin_rate": config.maintenance_margin_rate,
+        "tiers": config.tiers,
         "liquidation_fee_rate": config.liquidation_fee_rate,
         "negative_balance": config.negative_balance,
         "strategy_params": json.dumps(dict(config.strategy_params), sort_keys=True),

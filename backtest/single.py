@@ -62,6 +62,7 @@ def make_broker(config: BacktestConfig):
         cash=config.cash,
         leverage=config.leverage,
         maintenance_margin_rate=config.maintenance_margin_rate,
+        tiers=config.tiers,
         liquidation_fee_rate=config.liquidation_fee_rate,
         negative_balance=config.negative_balance,
         lot_size=config.lot_size,

@@ -133,7 +133,7 @@ def _sweep_dask(frame, configs, scheduler, bar) -> list[BacktestResult]:
         futures = {client.submit(run_task, frame_future, config, pure=False): index
                    for index, config in enumerate(configs)}
         results: list[BacktestResult | None] = [None] * len(configs)
-        for future in dask_as_completed(futures):
+        for future in dask_as_completed(futures, loop=client.loop):
             index = futures[future]
             try:
                 results[index] = future.result()

@@ -1,0 +1,188 @@
+"""run_backtest.py end to end: run, sweep, report, the no-argument demo, and bad input."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import run_backtest
+from backtest.metrics import ROW_KEYS
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "run_backtest.py"
+BARS = 1200
+OUTPUT_FILES = {"report.html", "metrics.json", "metrics.csv", "series.npz"}
+
+
+@pytest.fixture(scope="module")
+def small_csv(shared_data, tmp_path_factory):
+    """The last BARS hourly bars of the real Binance BTCUSDT file, same format."""
+    lines = (shared_data / "binance_BTCUSDT_1h.csv").read_text().splitlines()
+    path = tmp_path_factory.mktemp("data") / "btcusdt_1h_tail.csv"
+    path.write_text("\n".join([lines[0]] + lines[-BARS:]) + "\n")
+    return path
+
+
+def read_rows(out):
+    return json.loads((out / "metrics.json").read_text())
+
+
+def assert_one_error_line(capsys, *fragments):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in err[0]
+    return err[0]
+
+
+def test_run_writes_one_row_and_prints_a_summary(small_csv, tmp_path):
+    out = tmp_path / "run"
+    completed = subprocess.run([sys.executable, str(SCRIPT), "run", "--csv", str(small_csv),
+                                "--leverage", "3", "--out", str(out)],
+                               capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert {path.name for path in out.iterdir()} == OUTPUT_FILES
+    (row,) = read_rows(out)
+    assert row["leverage"] == 3.0 and row["error"] is None and row["bars"] == BARS
+    assert row["source"] == "csv" and row["synthetic"] is False
+    assert "final equity" in completed.stdout and str(out / "report.html") in completed.stdout
+    assert "Traceback" not in completed.stderr
+
+
+def test_sweep_rows_in_order_and_csv_matches_json(small_csv, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    code = run_backtest.main(["sweep", "--csv", str(small_csv), "--leverage", "1,5,50",
+                              "--workers", "2", "--strategy", "donchian_breakout",
+                              "--param", "entry_period=30", "--out", str(out)])
+    assert code == 0
+    rows = read_rows(out)
+    assert [row["leverage"] for row in rows] == [1.0, 5.0, 50.0]
+    assert all(list(row) == list(ROW_KEYS) for row in rows)
+    assert all(row["strategy"] == "donchian_breakout" for row in rows)
+    assert json.loads(rows[0]["strategy_params"]) == {"entry_period": 30}
+    with open(out / "metrics.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == len(rows)
+    for line, row in zip(table, rows):
+        for key in ("leverage", "final_value", "total_return", "max_drawdown", "deficit"):
+            assert float(line[key]) == pytest.approx(row[key], rel=1e-12)
+        assert int(line["liquidations"]) == row["liquidations"]
+    printed = capsys.readouterr().out
+    assert "50x" in printed and "report:" in printed
+
+
+def test_report_rebuilds_from_the_folder_alone(small_csv, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert run_backtest.main(["sweep", "--csv", str(small_csv), "--leverage", "2,10",
+                              "--workers", "1", "--out", str(out)]) == 0
+    first = (out / "report.html").read_text()
+    (out / "report.html").unlink()
+    assert run_backtest.main(["report", str(out)]) == 0
+    assert (out / "report.html").read_text() == first
+    assert str(out / "report.html") in capsys.readouterr().out
+
+
+def test_failing_setting_keeps_its_row_and_exits_1(small_csv, tmp_path, capsys):
+    out = tmp_path / "tiers"
+    # the BTCUSDT tier table's max leverage is 125x: the 200x setting fails, 2x runs
+    code = run_backtest.main(["sweep", "--csv", str(small_csv), "--leverage", "2,200",
+                              "--tiers", "binance_btcusdt_perp", "--workers", "2",
+                              "--out", str(out)])
+    assert code == 1
+    ok, failed = read_rows(out)
+    assert ok["error"] is None and ok["final_value"] is not None
+    assert failed["leverage"] == 200.0 and "125" in failed["error"]
+    assert failed["final_value"] is None
+    assert {path.name for path in out.iterdir()} == OUTPUT_FILES
+    assert "200x failed" in capsys.readouterr().err
+
+
+def test_no_arguments_runs_the_demo_offline(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    completed = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True,
+                               cwd=tmp_path, env=env, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    out = tmp_path / "out" / "demo"
+    assert {path.name for path in out.iterdir()} == OUTPUT_FILES
+    rows = read_rows(out)
+    assert [row["leverage"] for row in rows] == [1.0, 2.0, 3.0, 5.0, 10.0, 20.0]
+    assert str(out / "report.html") in completed.stdout
+    if rows[0]["synthetic"]:
+        assert "SYNTHETIC DATA" in completed.stdout
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["run", "--strategy", "nope"], ["--strategy", "nope"]),
+    (["run", "--bogus-option"], ["--bogus-option"]),
+    (["sweep", "--leverage", ""], ["leverage list is empty"]),
+    (["sweep", "--leverage", ","], ["--leverage"]),
+    (["sweep", "--leverage", "1,0,5"], ["--leverage", "> 0"]),
+    (["run", "--leverage", "-2"], ["--leverage", "> 0"]),
+    (["run", "--leverage", "nan"], ["--leverage"]),
+    (["run", "--param", "no_such=1"], ["no_such"]),
+    (["run", "--tiers", "no_such_table"], ["--tiers"]),
+    (["run", "--start", "2024-05-01", "--end", "2024-01-01"], ["after"]),
+    (["frobnicate"], ["frobnicate"]),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, fragments, small_csv, tmp_path, capsys):
+    out = tmp_path / "out"
+    needs_data = argv[0] in ("run", "sweep")
+    extra = ["--csv", str(small_csv), "--out", str(out)] if needs_data else []
+    assert run_backtest.main(argv + extra) == 2
+    assert_one_error_line(capsys, *fragments)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_unreadable_csv_is_one_line_and_exit_2(tmp_path, capsys):
+    missing = tmp_path / "missing.csv"
+    assert run_backtest.main(["run", "--csv", str(missing), "--out", str(tmp_path / "a")]) == 2
+    assert_one_error_line(capsys, "missing.csv")
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_text("this is,not\nmarket,data\n")
+    assert run_backtest.main(["run", "--csv", str(garbage), "--out", str(tmp_path / "b")]) == 2
+    assert_one_error_line(capsys, "garbage.csv")
+    assert not any((tmp_path / "b").iterdir())
+
+
+def test_unwritable_output_folder_is_one_line_and_exit_2(small_csv, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert run_backtest.main(["run", "--csv", str(small_csv),
+                              "--out", str(blocker / "out")]) == 2
+    assert_one_error_line(capsys, "cannot write to output folder")
+
+
+def test_report_of_a_folder_without_results_is_exit_2(tmp_path, capsys):
+    assert run_backtest.main(["report", str(tmp_path)]) == 2
+    assert_one_error_line(capsys, "metrics.json")
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_bad_input_has_no_traceback_through_the_real_entry_point(tmp_path):
+    completed = subprocess.run([sys.executable, str(SCRIPT), "sweep", "--leverage", "0",
+                                "--csv", "x.csv"], capture_output=True, text=True,
+                               cwd=tmp_path, timeout=60)
+    assert completed.returncode == 2
+    assert completed.stderr.strip().count("\n") == 0
+    assert completed.stderr.startswith("error: ") and "Traceback" not in completed.stderr
+
+
+def test_help_lists_every_public_option(capsys):
+    for command in ("run", "sweep"):
+        with pytest.raises(SystemExit) as exit_info:
+            run_backtest.main([command, "--help"])
+        assert exit_info.value.code == 0
+        text = capsys.readouterr().out
+        for option in ("--strategy", "--csv", "--symbol", "--interval", "--start", "--end",
+                       "--cash", "--leverage", "--out", "--commission", "--source",
+                       "--maintenance-margin-rate", "--liquidation-fee-rate",
+                       "--negative-balance"):
+            assert option in text, (command, option)
+    with pytest.raises(SystemExit):
+        run_backtest.main(["sweep", "--help"])
+    text = capsys.readouterr().out
+    assert "--workers" in text and "--scheduler" in text
