@@ -6,7 +6,7 @@ import copy
 import backtrader as bt
 import numpy as np
 
-from ._common import FloatBuffer, data_seconds, seconds_to_datetime64, strategy_seconds
+from ._common import FloatBuffer, bt_array_to_seconds, seconds_to_datetime64
 from .risk_metrics import median_interval
 
 
@@ -20,17 +20,19 @@ class BarClockAnalyzer(bt.Analyzer):
     """
 
     def start(self):
-        self._bar_seconds = FloatBuffer()
-        self._first_feed_seconds = []
-        self._last_first_feed = None
+        # raw backtrader float datetimes; converted to seconds only when summarised
+        self._bar_clock = FloatBuffer()
+        self._first_feed_clock = FloatBuffer()
         self._analysis = self._summarise()
 
     def next(self):
-        self._bar_seconds.append(strategy_seconds(self.strategy))
-        stamp = data_seconds(self.strategy.datas[0]) if self.strategy.datas else None
-        if stamp is not None and stamp != self._last_first_feed:
-            self._first_feed_seconds.append(stamp)
-            self._last_first_feed = stamp
+        self._bar_clock.append(self.strategy.datetime[0])
+        first = self.strategy.datas[0] if self.strategy.datas else None
+        if first is not None and len(first):
+            stamp = first.datetime[0]
+            clock = self._first_feed_clock
+            if not len(clock) or clock.last() != stamp:
+                clock.append(stamp)
 
     def stop(self):
         self._analysis = self._summarise()
@@ -41,11 +43,15 @@ class BarClockAnalyzer(bt.Analyzer):
     # -- helpers for subclasses -------------------------------------------
     def bar_interval(self) -> float | None:
         """Median spacing in seconds of the first feed's timestamps (None if < 2 bars)."""
-        return median_interval(self._first_feed_seconds)
+        return median_interval(bt_array_to_seconds(self._first_feed_clock.array()))
 
     def bar_times(self) -> np.ndarray:
         """POSIX seconds of each bar seen (float array)."""
-        return self._bar_seconds.array()
+        return bt_array_to_seconds(self._bar_clock.array())
+
+    def last_bar_clock(self) -> float:
+        """The latest bar's backtrader float datetime (convert with ``bt_to_seconds``)."""
+        return self._bar_clock.last()
 
     def _time_series(self) -> dict:
         return {"time": seconds_to_datetime64(self.bar_times())}

@@ -44,8 +44,13 @@ class FloatBuffer:
         return self._values[: self._size].copy()
 
 
+def bt_array_to_seconds(bt_datetimes):
+    """backtrader float datetimes -> POSIX seconds (UTC), rounded to the millisecond."""
+    return np.round((np.asarray(bt_datetimes, dtype=float) - _BT_ORDINAL_OF_EPOCH) * _SECONDS_PER_DAY, 3)
+
+
 def bt_to_seconds(bt_datetime: float) -> float:
-    """backtrader float datetime -> POSIX seconds (UTC), rounded to the millisecond."""
+    """One backtrader float datetime -> POSIX seconds (UTC), rounded to the millisecond."""
     return round((bt_datetime - _BT_ORDINAL_OF_EPOCH) * _SECONDS_PER_DAY, 3)
 
 
@@ -66,18 +71,6 @@ def datetime_to_seconds(value: datetime) -> float:
 def feed_name(data, index: int) -> str:
     """The feed's name, ``'data0'``, ``'data1'``, ... when unnamed (the broker's rule)."""
     return getattr(data, "_name", "") or f"data{index}"
-
-
-def strategy_seconds(strategy) -> float:
-    """Time of the current bar (the strategy clock) in POSIX seconds."""
-    return bt_to_seconds(strategy.datetime[0])
-
-
-def data_seconds(data) -> float | None:
-    """Time of ``data``'s current bar in POSIX seconds, None before its first bar."""
-    if len(data) == 0:
-        return None
-    return bt_to_seconds(data.datetime[0])
 
 
 def gross_notional(strategy) -> float:

@@ -48,8 +48,7 @@ class LiquidationAnalyzer(BarClockAnalyzer):
         super().start()
 
     def next(self):
-        super().next()
-        self._poll()
+        self._poll()  # no per-bar clock needed: the records carry their own dates
 
     def stop(self):
         self._poll()

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from ._base import BarClockAnalyzer
-from ._common import FloatBuffer, effective_leverage, feed_name, gross_notional
+from ._common import FloatBuffer, bt_to_seconds, effective_leverage, feed_name, gross_notional
 from .risk_metrics import finite_or_none, iso_utc
 
 #: default warning levels of the margin ratio (fractions)
@@ -96,7 +96,7 @@ class MarginAnalyzer(BarClockAnalyzer):
     def next(self):
         super().next()
         liquidated = self._new_liquidations()
-        when = self._last_bar_seconds()
+        when = self.last_bar_clock()
         for data, name in zip(self.strategy.datas, self._names):
             ratio, distance, side = self._measure(data, name in liquidated)
             self._ratio[name].append(ratio)
@@ -107,9 +107,6 @@ class MarginAnalyzer(BarClockAnalyzer):
         self._opened_now = set()
 
     # -- per bar ----------------------------------------------------------
-    def _last_bar_seconds(self) -> float:
-        return self._bar_seconds.last()
-
     def _new_liquidations(self) -> set:
         """Feed names liquidated on this bar (records appended since the last bar)."""
         if self._records is None:
@@ -142,7 +139,7 @@ class MarginAnalyzer(BarClockAnalyzer):
             distance = side * (extreme - liquidation_price) / extreme
         return ratio, distance, side
 
-    def _margin_calls(self, name: str, side: int, ratio: float, when: float) -> None:
+    def _margin_calls(self, name: str, side: int, ratio: float, clock: float) -> None:
         """Fire armed levels crossed by ``ratio``; re-arm when a new position starts or ends."""
         new_position = name in self._opened_now or (side and side != self._previous_side[name])
         if new_position:
@@ -150,7 +147,7 @@ class MarginAnalyzer(BarClockAnalyzer):
         if not math.isnan(ratio):
             for level in sorted(self._armed[name]):
                 if ratio >= level:
-                    self._calls.append({"dt": iso_utc(when), "data": name,
+                    self._calls.append({"dt": iso_utc(bt_to_seconds(clock)), "data": name,
                                         "level": level, "ratio": float(ratio)})
                     self._armed[name].discard(level)
         if side == 0:

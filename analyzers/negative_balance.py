@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from ._base import BarClockAnalyzer
-from ._common import FloatBuffer, field_seconds
+from ._common import FloatBuffer, bt_to_seconds, field_seconds
 from .risk_metrics import finite_or_none, iso_utc
 
 
@@ -52,7 +52,7 @@ class NegativeBalanceAnalyzer(BarClockAnalyzer):
         params = getattr(broker, "p", None)
         self._policy = getattr(params, "negative_balance", None)
         self._balance = FloatBuffer()
-        self._own_episodes = []  # [start seconds, end seconds or None, lowest]
+        self._own_episodes = []  # [start, end or None (backtrader float datetimes), lowest]
         super().start()
 
     def next(self):
@@ -63,7 +63,7 @@ class NegativeBalanceAnalyzer(BarClockAnalyzer):
             return
         value = broker.getvalue()
         self._balance.append(value)
-        self._track_value(value, self._bar_seconds.last())
+        self._track_value(value, self.last_bar_clock())
 
     def _track_value(self, value: float, when: float) -> None:
         """Open, extend or close an episode of value < 0 (non-margin brokers)."""
@@ -85,14 +85,16 @@ class NegativeBalanceAnalyzer(BarClockAnalyzer):
             raw = [(field_seconds(e.start), field_seconds(e.end), e.lowest_balance)
                    for e in self._broker_episodes[self._episode_offset:]]
         else:
-            raw = [tuple(e) for e in self._own_episodes]
+            raw = [(bt_to_seconds(start), None if end is None else bt_to_seconds(end), lowest)
+                   for start, end, lowest in self._own_episodes]
         episodes = []
         for start, end, lowest in raw:
             finish = end if end is not None else end_of_run
+            known = start is not None and finish is not None
             episodes.append({
                 "start": iso_utc(start),
                 "end": iso_utc(end),
-                "duration": float(finish - start) if finish is not None else None,
+                "duration": float(finish - start) if known else None,
                 "lowest_balance": finite_or_none(lowest),
             })
         return episodes

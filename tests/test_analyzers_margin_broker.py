@@ -265,3 +265,13 @@ def test_margin_call_rearmed_for_a_new_trade_on_the_second_feed():
     assert calls == [(iso(1), "data1", 0.5), (iso(1), "data1", 0.8), (iso(3), "data1", 0.5), (iso(3), "data1", 0.8)]
     assert result["margin_calls"][0]["ratio"] == pytest.approx(deep_ratio)
     assert strategy.analyzers.liquidation.get_analysis()["count"] == 0
+
+
+def test_zero_bar_run_with_margin_broker():
+    from test_analyzers_backbroker import _empty_feed
+    strategy = run([_empty_feed()], broker=broker(negative_balance="carry"), cash=CASH)
+    result = analyses(strategy)
+    text = json.dumps(result, allow_nan=False)
+    assert result["liquidation"]["count"] == 0 and result["negative"]["policy"] == "carry"
+    assert result["negative"]["insurance_fund"] == 0.0 and result["risk"]["start_value"] == CASH
+    assert '"margin_calls": []' in text
