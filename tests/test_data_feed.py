@@ -1,0 +1,146 @@
+"""ArrayFeed: same results as bt.feeds.PandasData, timeframes, pickling, resampling."""
+import pickle
+from concurrent.futures import ProcessPoolExecutor
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+import pytest
+
+from data import ArrayFeed, bt_date_numbers, interval_to_timeframe, load_csv
+
+BARS = 3000
+
+
+@pytest.fixture(scope="module")
+def hourly(shared_data) -> pd.DataFrame:
+    # 2019-2020 stretch of the shared Binance 1h file (includes the March 2020 crash)
+    frame = pd.read_csv(shared_data / "binance_BTCUSDT_1h.csv", index_col="date",
+                        skiprows=range(1, 20_001), nrows=BARS)
+    frame.index = pd.to_datetime(frame.index, utc=True)
+    return frame
+
+
+class SmaCrossover(bt.Strategy):
+    params = dict(fast=10, slow=30)
+
+    def __init__(self):
+        self.crossover = bt.ind.CrossOver(bt.ind.SMA(period=self.p.fast),
+                                          bt.ind.SMA(period=self.p.slow))
+        self.filled = []
+
+    def notify_order(self, order):
+        if order.status == order.Completed:
+            self.filled.append((order.executed.dt, order.executed.size, order.executed.price))
+
+    def next(self):
+        if self.crossover > 0:
+            self.order_target_percent(target=0.95)
+        elif self.crossover < 0:
+            self.order_target_percent(target=-0.95)
+
+
+def run_backtest(feeds, **cerebro_options):
+    """Run SmaCrossover; return (filled orders, final portfolio value, bar datetimes seen)."""
+    cerebro = bt.Cerebro(stdstats=False, **cerebro_options)
+    cerebro.broker.setcash(100_000.0)
+    for feed in feeds:
+        cerebro.adddata(feed)
+    cerebro.addstrategy(SmaCrossover)
+    strategy = cerebro.run()[0]
+    return strategy.filled, cerebro.broker.getvalue(), len(strategy)
+
+
+def pandas_feed(frame, **options):
+    return bt.feeds.PandasData(dataname=frame, timeframe=bt.TimeFrame.Minutes, compression=60,
+                               **options)
+
+
+@pytest.mark.parametrize("cerebro_options", [
+    {"runonce": True}, {"runonce": False}, {"preload": False, "runonce": False},
+    {"exactbars": 1}], ids=["runonce", "next", "no-preload", "exactbars"])
+def test_same_orders_and_value_as_pandas_data(hourly, cerebro_options):
+    expected = run_backtest([pandas_feed(hourly)], **cerebro_options)
+    actual = run_backtest([ArrayFeed(dataname=hourly)], **cerebro_options)
+    assert expected[0], "the strategy must trade for the comparison to mean something"
+    assert actual == expected
+
+
+def test_fromdate_todate_match_pandas_data(hourly):
+    window = dict(fromdate=hourly.index[500].to_pydatetime().replace(tzinfo=None),
+                  todate=hourly.index[2500].to_pydatetime().replace(tzinfo=None))
+    expected = run_backtest([pandas_feed(hourly, **window)])
+    actual = run_backtest([ArrayFeed(dataname=hourly, **window)])
+    assert actual == expected
+    assert actual[2] == 2001  # bars 500..2500 inclusive
+
+
+def test_resampledata_and_two_feeds_match_pandas_data(hourly):
+    def run(feed_factory):
+        cerebro = bt.Cerebro(stdstats=False)
+        cerebro.broker.setcash(100_000.0)
+        cerebro.adddata(feed_factory())
+        cerebro.resampledata(feed_factory(), timeframe=bt.TimeFrame.Days, compression=1)
+        cerebro.addstrategy(SmaCrossover)
+        strategy = cerebro.run()[0]
+        daily = strategy.datas[1]
+        return strategy.filled, cerebro.broker.getvalue(), list(daily.close.array)
+
+    expected = run(lambda: pandas_feed(hourly))
+    actual = run(lambda: ArrayFeed(dataname=hourly))
+    assert actual == expected
+    assert len(actual[2]) >= BARS // 24  # 3000 hourly bars ~ 125 days
+
+
+def test_datetime_numbers_equal_bt_date2num_on_every_bar(shared_data):
+    for name in ("binance_BTCUSDT_1h.csv", "binance_BTCUSDT_5m.csv"):
+        frame = pd.read_csv(shared_data / name, index_col="date")
+        index = pd.to_datetime(frame.index, utc=True)
+        expected = np.array([bt.date2num(stamp) for stamp in
+                             index.tz_convert(None).to_pydatetime()])
+        assert np.array_equal(bt_date_numbers(index), expected), name
+
+
+def test_datetime_numbers_outside_the_fast_range_fall_back_exactly():
+    index = pd.DatetimeIndex(["1200-03-01 12:30", "2999-12-31 23:59:59.5"], tz="UTC")
+    expected = [bt.date2num(stamp) for stamp in index.tz_convert(None).to_pydatetime()]
+    assert bt_date_numbers(index).tolist() == expected
+
+
+@pytest.mark.parametrize("interval, expected", [
+    ("1m", (bt.TimeFrame.Minutes, 1)), ("5m", (bt.TimeFrame.Minutes, 5)),
+    ("1h", (bt.TimeFrame.Minutes, 60)), ("4h", (bt.TimeFrame.Minutes, 240)),
+    ("30s", (bt.TimeFrame.Seconds, 30)), ("1d", (bt.TimeFrame.Days, 1)),
+    ("1wk", (bt.TimeFrame.Weeks, 1)), ("1mo", (bt.TimeFrame.Months, 1))])
+def test_interval_to_timeframe(interval, expected):
+    assert interval_to_timeframe(interval) == expected
+
+
+def test_feed_infers_timeframe_from_the_frame(shared_data, hourly):
+    feed = ArrayFeed(dataname=hourly)  # no attrs: median spacing 3600 s
+    assert (feed.p.timeframe, feed.p.compression) == (bt.TimeFrame.Minutes, 60)
+    daily = load_csv(shared_data / "yahoo_BTC-USD_1d.csv")  # attrs['interval'] == '1d'
+    feed = ArrayFeed(dataname=daily)
+    assert (feed.p.timeframe, feed.p.compression) == (bt.TimeFrame.Days, 1)
+    feed = ArrayFeed(dataname=hourly, timeframe=bt.TimeFrame.Days)  # explicit wins
+    assert (feed.p.timeframe, feed.p.compression) == (bt.TimeFrame.Days, 1)
+
+
+def _run_pickled_feed(payload: bytes):
+    return run_backtest([pickle.loads(payload)])
+
+
+def test_feed_pickles_and_runs_in_a_worker_process(hourly):
+    feed = ArrayFeed(dataname=hourly.iloc[:1000], name="btc")
+    payload = pickle.dumps(feed)
+    clone = pickle.loads(payload)
+    assert clone.p.name == "btc" and clone.p.compression == 60
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        in_worker = pool.submit(_run_pickled_feed, payload).result()
+    assert in_worker == run_backtest([ArrayFeed(dataname=hourly.iloc[:1000])])
+
+
+def test_feed_rejects_unsorted_frames(hourly):
+    from data import DataError
+    with pytest.raises(DataError, match="strictly increasing"):
+        ArrayFeed(dataname=hourly.iloc[::-1])
