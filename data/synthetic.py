@@ -77,7 +77,10 @@ def synthetic_ohlcv(bars: int = DEFAULT_BARS, interval: str = "1h", seed: int = 
     volume = base_volume * np.exp(0.3 * rng.standard_normal(bars)) * (
         volatility / np.sqrt(long_run_variance))
 
-    index = pd.date_range(pd.Timestamp(start, tz="UTC"), periods=bars,
+    first_open = pd.Timestamp(start)
+    first_open = (first_open.tz_localize("UTC") if first_open.tz is None
+                  else first_open.tz_convert("UTC"))
+    index = pd.date_range(first_open, periods=bars,
                           freq=pd.Timedelta(seconds=bar_seconds), name="datetime")
     frame = pd.DataFrame({"open": open_, "high": high, "low": low, "close": close,
                           "volume": volume}, index=index)
