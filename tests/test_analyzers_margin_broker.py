@@ -36,13 +36,14 @@ LONG_BARS = [flat_bar(ENTRY), flat_bar(ENTRY), (ENTRY, ENTRY, CALM_LOW, ENTRY),
 CASH = 1000.0
 
 
-def _long_liquidation():
+def _long_liquidation(runonce=True):
     return run([ohlc_feed(LONG_BARS, name="BTC")], broker=broker(), cash=CASH,
-               plan={0: [("buy", QTY, 0)]})
+               plan={0: [("buy", QTY, 0)]}, runonce=runonce)
 
 
-def test_long_liquidated_on_bar_k():
-    strategy = _long_liquidation()
+@pytest.mark.parametrize("runonce", [True, False])
+def test_long_liquidated_on_bar_k(runonce):
+    strategy = _long_liquidation(runonce)
     result = analyses(strategy)
     liquidation = result["liquidation"]
     assert liquidation["count"] == 1 == len(strategy.broker.liquidations)
