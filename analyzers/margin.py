@@ -96,12 +96,12 @@ class MarginAnalyzer(BarClockAnalyzer):
     def next(self):
         super().next()
         liquidated = self._new_liquidations()
-        when = self.last_bar_clock()
+        clock = self.last_bar_clock()
         for data, name in zip(self.strategy.datas, self._names):
             ratio, distance, side = self._measure(data, name in liquidated)
             self._ratio[name].append(ratio)
             self._distance[name].append(distance)
-            self._margin_calls(name, side, ratio, when)
+            self._margin_calls(name, side, ratio, clock)
         self._leverage.append(effective_leverage(gross_notional(self.strategy),
                                                  self.strategy.broker.getvalue()))
         self._opened_now = set()

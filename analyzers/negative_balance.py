@@ -1,8 +1,6 @@
 """NegativeBalanceAnalyzer: deficits past bankruptcy and the time spent in debt."""
 from __future__ import annotations
 
-
-
 from ._base import BarClockAnalyzer
 from ._common import FloatBuffer, bt_to_seconds, field_seconds
 from .risk_metrics import finite_or_none, iso_utc
