@@ -80,8 +80,8 @@ def read_cache(path: Path) -> CacheEntry | None:
     path = Path(path)
     try:
         content = path.read_bytes()
-    except FileNotFoundError:
-        return None
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # no cache yet, or no usable cache folder (writing will warn)
     except OSError as error:
         raise DataError(f"cache file {path} cannot be read ({error})") from None
     header_line, _, body = content.partition(b"\n")

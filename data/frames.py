@@ -43,6 +43,7 @@ def finalize_frame(frame: pd.DataFrame, *, symbol: str, source: str, label: str,
     """
     validate_ohlcv(frame, label, first_line)
     result = frame.loc[:, list(OHLCV_COLUMNS)].astype("float64")
+    result.columns = pd.Index(list(OHLCV_COLUMNS))  # drops names such as yfinance's 'Price'
     result.index = pd.DatetimeIndex(result.index, name="datetime")
     if interval is None:
         spacing = infer_interval_seconds(result.index)
