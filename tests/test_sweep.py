@@ -73,16 +73,49 @@ def test_run_task_never_raises(frame):
     assert "leverage" in result.row["error"] and not result.ok
 
 
-def test_dask_local_cluster_gives_the_process_pool_numbers(frame):
+@pytest.fixture(scope="module")
+def local_cluster():
     distributed = pytest.importorskip("dask.distributed")
-    configs = [BacktestConfig(leverage=leverage) for leverage in LEVERAGES]
-    pooled = sweep(frame, configs, workers=2, progress=False)
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                                   dashboard_address=None) as cluster:
-        on_dask = sweep(frame, configs, scheduler=cluster, progress=False)
+        yield cluster
+
+
+def test_dask_local_cluster_gives_the_process_pool_numbers(frame, local_cluster):
+    configs = [BacktestConfig(leverage=leverage) for leverage in LEVERAGES]
+    pooled = sweep(frame, configs, workers=2, progress=False)
+    on_dask = sweep(frame, configs, scheduler=local_cluster, progress=False)
     assert [comparable(r.row) for r in on_dask] == [comparable(r.row) for r in pooled]
     for left, right in zip(on_dask, pooled):
         np.testing.assert_array_equal(left.series["equity"], right.series["equity"])
+
+
+def test_cli_scheduler_option_uses_the_same_task(frame, local_cluster, tmp_path, shared_data):
+    import json
+
+    import run_backtest
+    lines = (shared_data / "binance_BTCUSDT_1h.csv").read_text().splitlines()
+    csv_path = tmp_path / "tail.csv"
+    csv_path.write_text("\n".join([lines[0]] + lines[-BARS:]) + "\n")
+    out = tmp_path / "out"
+    assert run_backtest.main(["sweep", "--csv", str(csv_path), "--leverage", "1,5,50",
+                              "--scheduler", local_cluster.scheduler_address,
+                              "--out", str(out)]) == 0
+    rows = json.loads((out / "metrics.json").read_text())
+    expected = sweep(frame, [BacktestConfig(leverage=lev) for lev in LEVERAGES], workers=1,
+                     progress=False)
+    for row, result in zip(rows, expected):
+        # same data, same task: identical numbers (the symbol differs: it is the file stem)
+        for key in ("leverage", "final_value", "total_return", "max_drawdown", "liquidations",
+                    "deficit", "sharpe"):
+            assert row[key] == result.row[key]
+
+
+def test_progress_bar_counts_completed_settings(frame, capsys):
+    sweep(frame, [BacktestConfig(leverage=1.0), BacktestConfig(leverage=2.0)], workers=1,
+          progress=True)
+    err = capsys.readouterr().err
+    assert "sweep" in err and "2/2" in err
 
 
 def test_missing_dask_names_the_install_command(frame, monkeypatch):

@@ -1,0 +1,47 @@
+"""The output folder: atomic writes, read-back, and the series file layout."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from backtest import OutputError, read_outputs
+from backtest.results import write_files_atomically, write_outputs
+
+
+def test_a_failed_write_leaves_neither_files_nor_temp_files(tmp_path, monkeypatch):
+    real_replace = os.replace
+    calls = []
+
+    def failing_replace(source, target):
+        calls.append(target)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OutputError, match="No space left"):
+        write_files_atomically(tmp_path, {"metrics.json": b"[]", "metrics.csv": b""})
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert calls and list(tmp_path.iterdir()) == []
+
+
+def test_outputs_round_trip(tmp_path):
+    rows = [{"leverage": 2.0, "final_value": 12_345.5, "error": None},
+            {"leverage": 200.0, "final_value": None, "error": "ValueError: too high"}]
+    time = np.arange(4, dtype=np.int64) * 3_600_000_000_000
+    bundle = {"time": time, "close": np.array([1.0, 2.0, 3.0, 4.0]),
+              "0/equity": np.ones(4, np.float32), "0/drawdown": np.zeros(4, np.float32),
+              "0/margin_ratio": np.full(4, np.nan, np.float32),
+              "0/liquidation_time": time[:1], "0/liquidation_price": np.array([2.5]),
+              "0/liquidation_side": np.array([1], np.int8)}
+    written = write_outputs(tmp_path, rows, bundle, "<html></html>")
+    assert sorted(written) == ["metrics.csv", "metrics.json", "report.html", "series.npz"]
+    read_rows, read_bundle = read_outputs(tmp_path)
+    assert read_rows == rows == json.loads((tmp_path / "metrics.json").read_text())
+    assert sorted(read_bundle) == sorted(bundle)
+    np.testing.assert_array_equal(read_bundle["time"], time)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_reading_a_folder_without_results_names_the_missing_file(tmp_path):
+    with pytest.raises(OutputError, match="metrics.json"):
+        read_outputs(tmp_path)
