@@ -70,11 +70,16 @@ class Recorder(bt.Strategy):
     def bar(self) -> int:
         return len(self.data) - 1
 
+    def feed_name(self, data) -> str:
+        """The feed's name, ``data0``, ``data1``, … when unnamed (by identity: lines overload ==)."""
+        index = next(index for index, feed in enumerate(self.datas) if feed is data)
+        return data._name or f"data{index}"
+
     def notify_order(self, order):
         if order.status == order.Completed:
             self.fills.append(Fill(self.bar(), order.executed.size, order.executed.price,
                                    bool(order.info.get("liquidation", False)),
-                                   order.data._name or f"data{self.datas.index(order.data)}"))
+                                   self.feed_name(order.data)))
         elif order.status in (order.Margin, order.Rejected):
             self.refused.append((self.bar(), order.getstatusname()))
         elif order.status == order.Canceled:
