@@ -107,51 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
         "leverages in parallel, and write a self-contained HTML risk report. With no "
         "arguments: a demo sweep of sma_cross over cached or synthetic BTC-USD 1h data."))
     commands = parser.add_subparsers(dest="command", metavar="{run,sweep,report}")
-
     common = _Parser(add_help=False)
-    data = common.add_argument_group("data")
-    source = data.add_mutually_exclusive_group()
-    source.add_argument("--csv", metavar="FILE", help="OHLCV CSV file (Yahoo, yfinance, Binance, "
-                        "ccxt or date,open,high,low,close,volume; format auto-detected)")
-    source.add_argument("--symbol", metavar="TICKER", help=f"yfinance ticker such as BTC-USD "
-                        f"(default {DEFAULT_SYMBOL} when --csv is not given)")
-    data.add_argument("--format", choices=("yahoo", "yfinance", "binance", "ccxt", "ohlcv"),
-                      help="CSV format when auto-detection is not wanted")
-    data.add_argument("--interval", help=f"bar interval, e.g. 1h, 4h, 1d: for --symbol the "
-                      f"bars to load (default {DEFAULT_INTERVAL}); for --csv the file's bars are "
-                      "aggregated to it (a whole multiple of the file's interval)")
-    data.add_argument("--start", help="first bar to use, ISO date/time in UTC (e.g. 2022-01-01)")
-    data.add_argument("--end", help="last bar to use, ISO date/time in UTC")
-    data.add_argument("--source", choices=SOURCES, default="auto", help="where --symbol data "
-                      "comes from: auto = cache then yfinance; synthetic = generated demo series "
-                      "(default auto)")
-
-    trading = common.add_argument_group("strategy and account")
-    trading.add_argument("--strategy", choices=sorted(STRATEGIES), default="sma_cross",
-                         help="strategy name (default sma_cross)")
-    trading.add_argument("--param", action="append", type=_parse_param, default=[],
-                         metavar="NAME=VALUE", help="strategy param, repeatable, e.g. "
-                         "--param fast=10 --param stop_loss=0.05 (see strategies/)")
-    trading.add_argument("--cash", type=_positive_float, default=10_000.0,
-                         help="starting wallet in quote currency (default 10000)")
-    trading.add_argument("--commission", type=_fraction, default=0.0004,
-                         help="taker fee as a fraction of notional (default 0.0004 = 0.04%%)")
-
-    margin = common.add_argument_group("margin")
-    margin.add_argument("--maintenance-margin-rate", "--mmr", dest="maintenance_margin_rate",
-                        type=_fraction, default=0.005, metavar="RATE",
-                        help="flat maintenance margin rate, fraction of notional (default 0.005)")
-    margin.add_argument("--tiers", metavar="NAME|FILE", help="maintenance-margin tier table "
-                        "instead of the flat rate: a name in broker/tiers (e.g. "
-                        "binance_btcusdt_perp) or a JSON/CSV file; its max leverage applies")
-    margin.add_argument("--liquidation-fee-rate", type=_fraction, default=None, metavar="RATE",
-                        help="liquidation clearance fee, fraction of notional; default: "
-                        "exchange style (the whole remaining isolated margin)")
-    margin.add_argument("--negative-balance", choices=("absorb", "carry"), default="absorb",
-                        help="losses past the bankruptcy price: absorb = the insurance fund "
-                        "pays; carry = the wallet goes negative (default absorb)")
-    margin.add_argument("--lot-size", type=_positive_float, default=0.001,
-                        help="order size grid in base units (default 0.001)")
+    _add_data_options(common)
+    _add_account_options(common, sorted(STRATEGIES))
+    _add_margin_options(common)
 
     run = commands.add_parser("run", parents=[common], help="one backtest at one leverage",
                               description="One backtest; prints a summary and writes the "
@@ -182,6 +141,57 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dir", type=Path, metavar="DIR", help="output folder of run or sweep")
     report.set_defaults(handler=command_report)
     return parser
+
+
+def _add_data_options(common) -> None:
+    data = common.add_argument_group("data")
+    source = data.add_mutually_exclusive_group()
+    source.add_argument("--csv", metavar="FILE", help="OHLCV CSV file (Yahoo, yfinance, Binance, "
+                        "ccxt or date,open,high,low,close,volume; format auto-detected)")
+    source.add_argument("--symbol", metavar="TICKER", help=f"yfinance ticker such as BTC-USD "
+                        f"(default {DEFAULT_SYMBOL} when --csv is not given)")
+    data.add_argument("--format", choices=("yahoo", "yfinance", "binance", "ccxt", "ohlcv"),
+                      help="CSV format when auto-detection is not wanted")
+    data.add_argument("--interval", help=f"bar interval, e.g. 1h, 4h, 1d: for --symbol the "
+                      f"bars to load (default {DEFAULT_INTERVAL}); for --csv the file's bars are "
+                      "aggregated to it (a whole multiple of the file's interval)")
+    data.add_argument("--start", help="first bar to use (inclusive), ISO date/time in UTC, "
+                      "e.g. 2022-01-01")
+    data.add_argument("--end", help="end of the range (exclusive), ISO date/time in UTC")
+    data.add_argument("--source", choices=SOURCES, default="auto", help="where --symbol data "
+                      "comes from: auto = cache then yfinance; synthetic = generated demo series "
+                      "(default auto)")
+
+
+def _add_account_options(common, strategy_names) -> None:
+    trading = common.add_argument_group("strategy and account")
+    trading.add_argument("--strategy", choices=strategy_names, default="sma_cross",
+                         help="strategy name (default sma_cross)")
+    trading.add_argument("--param", action="append", type=_parse_param, default=[],
+                         metavar="NAME=VALUE", help="strategy param, repeatable, e.g. "
+                         "--param fast=10 --param stop_loss=0.05 (see strategies/)")
+    trading.add_argument("--cash", type=_positive_float, default=10_000.0,
+                         help="starting wallet in quote currency (default 10000)")
+    trading.add_argument("--commission", type=_fraction, default=0.0004,
+                         help="taker fee as a fraction of notional (default 0.0004 = 0.04%%)")
+
+
+def _add_margin_options(common) -> None:
+    margin = common.add_argument_group("margin")
+    margin.add_argument("--maintenance-margin-rate", "--mmr", dest="maintenance_margin_rate",
+                        type=_fraction, default=0.005, metavar="RATE",
+                        help="flat maintenance margin rate, fraction of notional (default 0.005)")
+    margin.add_argument("--tiers", metavar="NAME|FILE", help="maintenance-margin tier table "
+                        "instead of the flat rate: a name in broker/tiers (e.g. "
+                        "binance_btcusdt_perp) or a JSON/CSV file; its max leverage applies")
+    margin.add_argument("--liquidation-fee-rate", type=_fraction, default=None, metavar="RATE",
+                        help="liquidation clearance fee, fraction of notional; default: "
+                        "exchange style (the whole remaining isolated margin)")
+    margin.add_argument("--negative-balance", choices=("absorb", "carry"), default="absorb",
+                        help="losses past the bankruptcy price: absorb = the insurance fund "
+                        "pays; carry = the wallet goes negative (default absorb)")
+    margin.add_argument("--lot-size", type=_positive_float, default=0.001,
+                        help="order size grid in base units (default 0.001)")
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -242,11 +252,15 @@ def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
     if frame is None:
         frame = load_frame(args)
     _announce_data(frame)
+    needed = _min_bars(args.strategy, params)
+    if len(frame) < needed:
+        raise CliError(f"{args.strategy} needs at least {needed} bars with these params; the "
+                       f"data has {len(frame)}: widen --start/--end or shorten the look-back")
     results = sweep(frame, configs, workers=workers, scheduler=scheduler)
     rows = [result.row for result in results]
     bundle = series_bundle(frame, results)
     written = write_outputs(args.out, rows, bundle, render_report(rows, bundle))
-    print(summary_table(rows))
+    print(run_summary(rows[0]) if len(rows) == 1 and not rows[0]["error"] else summary_table(rows))
     for row in rows:
         if row["error"]:
             print(f"error: leverage {row['leverage']:g}x failed: {row['error']}", file=sys.stderr)
@@ -255,13 +269,19 @@ def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
 
 
 def _strategy_params(strategy: str, pairs) -> tuple:
-    from strategies import strategy_params
-    known = strategy_params(strategy)
-    for name, _ in pairs:
-        if name not in known:
-            raise CliError(f"--param: strategy {strategy} has no param {name!r}; "
-                           f"it has {', '.join(sorted(known))}")
-    return tuple(sorted(dict(pairs).items()))
+    """The --param pairs as a sorted tuple, checked against the strategy's params."""
+    from strategies import get_strategy
+    params = dict(pairs)
+    try:
+        get_strategy(strategy).check_params(**params)
+    except ValueError as error:
+        raise CliError(f"--param: {strategy}: {error}") from None
+    return tuple(sorted(params.items()))
+
+
+def _min_bars(strategy: str, params: tuple) -> int:
+    from strategies import get_strategy
+    return get_strategy(strategy).min_bars(**dict(params))
 
 
 def _check_tiers(tiers) -> None:
@@ -277,7 +297,7 @@ def _check_tiers(tiers) -> None:
 
 def load_frame(args):
     """The validated OHLCV frame the options ask for (one load, shared by every setting)."""
-    import pandas as pd
+    import numpy as np
     from data import load_csv, load_ohlcv, resample_ohlcv
 
     start, end = _timestamp(args.start, "--start"), _timestamp(args.end, "--end")
@@ -289,9 +309,14 @@ def load_frame(args):
     frame = load_csv(args.csv, format=args.format)
     if args.interval:                            # coarser bars than the file's: aggregate them
         frame = resample_ohlcv(frame, args.interval)
-    if start is not None or end is not None:
+    if start is not None or end is not None:        # [start, end), as load_ohlcv
         attrs = dict(frame.attrs)
-        frame = frame.loc[start:end]
+        keep = np.ones(len(frame), dtype=bool)
+        if start is not None:
+            keep &= frame.index >= start
+        if end is not None:
+            keep &= frame.index < end
+        frame = frame[keep]
         frame.attrs = attrs
         if frame.empty:
             raise CliError(f"{args.csv} has no bars between {args.start} and {args.end}")
@@ -319,6 +344,29 @@ def _announce_data(frame) -> None:
         print("*" * 78 + "\n*** SYNTHETIC DATA: generated demo prices, not market history. "
               "Results say\n*** nothing about any real asset. Use --csv FILE or --symbol "
               "TICKER for real data.\n" + "*" * 78)
+
+
+def run_summary(row) -> str:
+    """Readable block for one setting: equity, return, risk, liquidations and deficits."""
+    from report import format_value as fmt
+    lines = [
+        ("final equity", f"{fmt(row['final_value'], 'money')} (start {fmt(row['cash'], 'money')})"),
+        ("total return", f"{fmt(row['total_return'], 'percent')}   CAGR "
+                         f"{fmt(row['cagr'], 'percent')}"),
+        ("max drawdown", fmt(row["max_drawdown"], "percent")),
+        ("Sharpe / Sortino / Calmar", " / ".join(fmt(row[key], "ratio")
+                                                 for key in ("sharpe", "sortino", "calmar"))),
+        ("liquidations", f"{fmt(row['liquidations'], 'count')}   margin lost "
+                         f"{fmt(row['margin_lost'], 'money')}, fees "
+                         f"{fmt(row['liquidation_fees'], 'money')}, first after "
+                         f"{fmt(row['time_to_first_liquidation'], 'duration')}"),
+        ("deficits", f"{fmt(row['deficit'], 'money')}   absorbed "
+                     f"{fmt(row['absorbed_deficit'], 'money')}, worst wallet balance "
+                     f"{fmt(row['worst_balance'], 'money')}"),
+        ("worst margin ratio", fmt(row["worst_margin_ratio"], "ratio")),
+    ]
+    title = f"{row['strategy']} at {fmt(row['leverage'], 'leverage')}"
+    return "\n".join([title] + [f"  {label:<26}{text}" for label, text in lines])
 
 
 def summary_table(rows) -> str:

@@ -74,11 +74,16 @@ def make_broker(config: BacktestConfig):
 def run_backtest(frame: pd.DataFrame, config: BacktestConfig) -> BacktestResult:
     """Run ``config.strategy`` on ``frame`` with a margin broker; raise on any failure."""
     config.validate()
+    strategy_class = get_strategy(config.strategy)
+    needed = strategy_class.min_bars(**dict(config.strategy_params))
+    if len(frame) < needed:
+        raise ValueError(f"{config.strategy} needs at least {needed} bars with these params; "
+                         f"the data has {len(frame)}")
     started = time.perf_counter()
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(make_feed(frame))
     cerebro.broker = make_broker(config)
-    cerebro.addstrategy(get_strategy(config.strategy), **dict(config.strategy_params))
+    cerebro.addstrategy(strategy_class, **dict(config.strategy_params))
     for name, analyzer in ANALYZERS.items():
         cerebro.addanalyzer(analyzer, _name=name)
     strategy = cerebro.run()[0]

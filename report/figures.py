@@ -136,6 +136,32 @@ def outcome_figure(leverage, final_value, max_drawdown, liquidations, *, cash: f
     return _png_base64(figure)
 
 
+def equity_overlay_figure(time, curves, *, cash: float) -> str:
+    """Every setting's equity [quote currency] on one time axis, as base64 PNG.
+
+    ``curves`` is a list of (label, equity array). Log scale, or symmetric-log when any
+    equity is <= 0; an empty list gives an empty chart.
+    """
+    dates = np.asarray(time, dtype="datetime64[ns]")
+    figure = Figure(figsize=(WIDTH_INCHES, 4.0), dpi=DPI)
+    axis = figure.subplots()
+    lowest = min((float(np.nanmin(equity)) for _, equity in curves), default=cash)
+    for label, equity in curves:
+        axis.plot(*downsample(dates, np.asarray(equity, dtype=np.float64)), lw=0.9, label=label)
+    axis.axhline(cash, color="grey", lw=0.6, ls="--")
+    if lowest > 0:
+        axis.set_yscale("log")
+    else:
+        axis.set_yscale("symlog", linthresh=max(cash * 0.01, 1e-9))
+        axis.axhline(0, color="black", lw=0.6)
+    axis.set_ylabel("equity")
+    axis.grid(True, alpha=0.3)
+    if curves:
+        axis.legend(loc="upper left", fontsize=8, ncol=min(len(curves), 6))
+    figure.tight_layout()
+    return _png_base64(figure)
+
+
 def _png_base64(figure: Figure) -> str:
     buffer = io.BytesIO()
     FigureCanvasAgg(figure).print_png(buffer)

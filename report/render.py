@@ -15,7 +15,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from .figures import outcome_figure, setting_figure
+from .figures import equity_overlay_figure, outcome_figure, setting_figure
 
 TEMPLATE = "template.html.j2"
 SECONDS_PER_DAY = 86_400
@@ -111,10 +111,14 @@ def render_report(rows: list, bundle: dict) -> str:
                              [row.get("final_value") for row in rows],
                              [row.get("max_drawdown") for row in rows],
                              [row.get("liquidations") for row in rows], cash=cash)
+    overlay = equity_overlay_figure(
+        price["time"], [(setting["leverage_text"], series["equity"])
+                        for setting, series in zip(settings, per_row) if series is not None],
+        cash=cash)
     template = _environment().get_template(TEMPLATE)
     return template.render(title=report_title(rows), identity=identity, columns=COLUMNS,
                            table=[_table_row(row) for row in rows], outcome_image=outcome,
-                           settings=settings)
+                           overlay_image=overlay, settings=settings)
 
 
 def _table_row(row: dict) -> dict:

@@ -28,6 +28,7 @@ Subclasses implement :meth:`signal` and return the wanted direction: +1 long, -1
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import backtrader as bt
 
@@ -57,15 +58,56 @@ class LeveragedStrategy(bt.Strategy):
     )
 
     def __init__(self):
-        if not 0.0 < float(self.p.fraction) <= 1.0:
-            raise ValueError(f"fraction must be in (0, 1], got {self.p.fraction}")
-        for name in ("stop_loss", "take_profit"):
-            value = getattr(self.p, name)
-            if value is not None and not 0.0 < float(value) < 1.0:
-                raise ValueError(f"{name} must be in (0, 1) as a fraction of the entry price "
-                                 f"or None, got {value}")
+        type(self).check_params(**{name: getattr(self.p, name) for name in self.p._getkeys()})
         self._pending = None        # the entry/exit order not yet completed
         self._protective = []       # open stop-loss / take-profit orders
+
+    # -- params ---------------------------------------------------------------------------
+    @classmethod
+    def check_params(cls, **overrides) -> None:
+        """Raise ``ValueError`` naming the first unknown or out-of-range param.
+
+        Runs without a cerebro, so a command line can reject bad params before any work:
+        each class along the MRO checks its own params in a ``_check(p)`` staticmethod,
+        ``p`` holding the defaults updated with ``overrides``.
+        """
+        known = list(cls.params._getkeys())
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no param {unknown[0]!r}; it has "
+                             f"{', '.join(sorted(known))}")
+        values = {name: getattr(cls.params, name) for name in known}
+        values.update(overrides)
+        merged = SimpleNamespace(**values)
+        for klass in reversed(cls.__mro__):
+            check = klass.__dict__.get("_check")
+            if isinstance(check, staticmethod):
+                check.__func__(merged)
+
+    @classmethod
+    def min_bars(cls, **overrides) -> int:
+        """Fewest bars [count] the strategy needs: its longest look-back plus one bar to trade.
+
+        backtrader's vectorised indicators fail on a feed shorter than their period, so
+        callers check this before running.
+        """
+        values = {name: getattr(cls.params, name) for name in cls.params._getkeys()}
+        values.update(overrides)
+        return int(cls._lookback(SimpleNamespace(**values))) + 1
+
+    @staticmethod
+    def _lookback(p) -> int:
+        """Longest indicator look-back [bars] for params ``p``; subclasses override."""
+        return 1
+
+    @staticmethod
+    def _check(p) -> None:
+        require_number(p.fraction, "fraction", low=0.0, high=1.0, low_open=True)
+        for name in ("stop_loss", "take_profit"):
+            if getattr(p, name) is not None:
+                require_number(getattr(p, name), name, low=0.0, high=1.0, low_open=True,
+                               high_open=True)
+        require_bool(p.allow_short, "allow_short")
 
     # -- hooks for subclasses -------------------------------------------------------------
     def signal(self) -> int | None:
@@ -144,6 +186,28 @@ class LeveragedStrategy(bt.Strategy):
             target = close_order(exectype=bt.Order.Limit, size=abs(size),
                                  price=entry * (1 + side * self.p.take_profit), oco=stop)
             self._protective.append(target)
+
+
+def require_number(value, name, *, low=None, high=None, low_open=False, high_open=False,
+                   whole=False) -> None:
+    """Raise ``ValueError`` unless ``value`` is a real number (an integer if ``whole``) in range.
+
+    ``low``/``high`` are inclusive bounds unless ``low_open``/``high_open``; None = unbounded.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            (whole and not float(value).is_integer()) or not math.isfinite(value):
+        kind = "a whole number" if whole else "a number"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}")
+    if high is not None and (value >= high if high_open else value > high):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high:g}, got {value!r}")
+
+
+def require_bool(value, name) -> None:
+    """Raise ``ValueError`` unless ``value`` is True or False."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
 
 
 def crossed_above(line, level) -> bool:

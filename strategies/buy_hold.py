@@ -1,5 +1,5 @@
 """Buy and hold: the leverage baseline."""
-from .base import LONG, LeveragedStrategy
+from .base import LONG, LeveragedStrategy, require_bool
 
 
 class BuyHold(LeveragedStrategy):
@@ -16,6 +16,10 @@ class BuyHold(LeveragedStrategy):
     """
 
     params = (("reenter", False),)
+
+    @staticmethod
+    def _check(p) -> None:
+        require_bool(p.reenter, "reenter")
 
     def __init__(self):
         super().__init__()

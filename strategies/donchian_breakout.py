@@ -1,7 +1,7 @@
 """Donchian channel breakout (turtle-style): enter on an N-bar extreme, exit on an M-bar one."""
 import backtrader as bt
 
-from .base import FLAT, LONG, SHORT, LeveragedStrategy
+from .base import FLAT, LONG, SHORT, LeveragedStrategy, require_number
 
 
 class DonchianBreakout(LeveragedStrategy):
@@ -22,10 +22,17 @@ class DonchianBreakout(LeveragedStrategy):
 
     params = (("entry_period", 20), ("exit_period", 10))
 
+    @staticmethod
+    def _lookback(p) -> int:
+        return max(int(p.entry_period), int(p.exit_period)) + 1   # channels exclude the bar
+
+    @staticmethod
+    def _check(p) -> None:
+        require_number(p.entry_period, "entry_period", low=1, whole=True)
+        require_number(p.exit_period, "exit_period", low=1, whole=True)
+
     def __init__(self):
         super().__init__()
-        if int(self.p.entry_period) < 1 or int(self.p.exit_period) < 1:
-            raise ValueError("entry_period and exit_period must be >= 1 bar")
         previous_high, previous_low = self.data.high(-1), self.data.low(-1)
         self.entry_high = bt.ind.Highest(previous_high, period=int(self.p.entry_period))
         self.entry_low = bt.ind.Lowest(previous_low, period=int(self.p.entry_period))

@@ -1,7 +1,7 @@
 """RSI mean reversion: buy oversold, sell overbought, exit at the middle level."""
 import backtrader as bt
 
-from .base import FLAT, LONG, SHORT, LeveragedStrategy
+from .base import FLAT, LONG, SHORT, LeveragedStrategy, require_number
 
 
 class RsiReversion(LeveragedStrategy):
@@ -25,11 +25,21 @@ class RsiReversion(LeveragedStrategy):
 
     params = (("period", 14), ("oversold", 30.0), ("overbought", 70.0), ("exit_level", 50.0))
 
+    @staticmethod
+    def _lookback(p) -> int:
+        return int(p.period) + 1        # RSI needs `period` price changes
+
+    @staticmethod
+    def _check(p) -> None:
+        require_number(p.period, "period", low=1, whole=True)
+        for name in ("oversold", "exit_level", "overbought"):
+            require_number(getattr(p, name), name, low=0, high=100)
+        if not p.oversold < p.exit_level < p.overbought:
+            raise ValueError("need oversold < exit_level < overbought, got "
+                             f"{p.oversold}, {p.exit_level}, {p.overbought}")
+
     def __init__(self):
         super().__init__()
-        if not 0 <= self.p.oversold < self.p.exit_level < self.p.overbought <= 100:
-            raise ValueError("need 0 <= oversold < exit_level < overbought <= 100, got "
-                             f"{self.p.oversold}, {self.p.exit_level}, {self.p.overbought}")
         self.rsi = bt.ind.RSI(self.data.close, period=int(self.p.period), safediv=True)
 
     def signal(self):

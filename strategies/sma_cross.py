@@ -1,7 +1,7 @@
 """SMA crossover: trend following on two simple moving averages of the close."""
 import backtrader as bt
 
-from .base import FLAT, LONG, SHORT, LeveragedStrategy
+from .base import FLAT, LONG, SHORT, LeveragedStrategy, require_number
 
 
 class SmaCross(LeveragedStrategy):
@@ -20,10 +20,19 @@ class SmaCross(LeveragedStrategy):
 
     params = (("fast", 20), ("slow", 50))
 
+    @staticmethod
+    def _lookback(p) -> int:
+        return int(p.slow) + 1          # a cross needs the slow SMA on two bars
+
+    @staticmethod
+    def _check(p) -> None:
+        require_number(p.fast, "fast", low=1, whole=True)
+        require_number(p.slow, "slow", low=2, whole=True)
+        if not p.fast < p.slow:
+            raise ValueError(f"need fast < slow, got fast={p.fast}, slow={p.slow}")
+
     def __init__(self):
         super().__init__()
-        if not 0 < int(self.p.fast) < int(self.p.slow):
-            raise ValueError(f"need 0 < fast < slow, got fast={self.p.fast}, slow={self.p.slow}")
         fast = bt.ind.SMA(self.data.close, period=int(self.p.fast))
         slow = bt.ind.SMA(self.data.close, period=int(self.p.slow))
         self.crossover = bt.ind.CrossOver(fast, slow)

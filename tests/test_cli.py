@@ -124,6 +124,8 @@ def test_no_arguments_runs_the_demo_offline(tmp_path):
     (["run", "--leverage", "-2"], ["--leverage", "> 0"]),
     (["run", "--leverage", "nan"], ["--leverage"]),
     (["run", "--param", "no_such=1"], ["no_such"]),
+    (["run", "--param", "fast=50", "--param", "slow=20"], ["fast < slow"]),
+    (["run", "--strategy", "rsi_reversion", "--param", "period=abc"], ["period"]),
     (["run", "--tiers", "no_such_table"], ["--tiers"]),
     (["run", "--start", "2024-05-01", "--end", "2024-01-01"], ["after"]),
     (["frobnicate"], ["frobnicate"]),
@@ -186,3 +188,54 @@ def test_help_lists_every_public_option(capsys):
         run_backtest.main(["sweep", "--help"])
     text = capsys.readouterr().out
     assert "--workers" in text and "--scheduler" in text
+
+
+def test_symbol_from_the_synthetic_source_is_labelled_synthetic(tmp_path, capsys):
+    out = tmp_path / "synthetic"
+    code = run_backtest.main(["run", "--symbol", "BTC-USD", "--interval", "1h",
+                              "--source", "synthetic", "--start", "2022-01-01",
+                              "--end", "2022-02-01", "--leverage", "5", "--out", str(out)])
+    assert code == 0
+    (row,) = read_rows(out)
+    assert row["synthetic"] is True and row["source"] == "synthetic"
+    assert row["bars"] == 31 * 24                       # [2022-01-01, 2022-02-01) hourly
+    assert "SYNTHETIC DATA" in capsys.readouterr().out
+    assert "SYNTHETIC" in (out / "report.html").read_text().split("</title>")[0]
+
+
+def test_symbol_with_an_empty_cache_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    from data import CACHE_DIR_ENV_VAR
+    monkeypatch.setenv(CACHE_DIR_ENV_VAR, str(tmp_path / "empty-cache"))
+    out = tmp_path / "out"
+    assert run_backtest.main(["run", "--symbol", "ETH-USD", "--source", "cache",
+                              "--out", str(out)]) == 2
+    assert_one_error_line(capsys, "ETH-USD", "--csv")
+    assert not any(out.iterdir())
+
+
+def test_csv_range_is_start_inclusive_end_exclusive(small_csv, tmp_path):
+    out = tmp_path / "range"
+    assert run_backtest.main(["run", "--csv", str(small_csv), "--start", "2024-04-10",
+                              "--end", "2024-04-11", "--strategy", "buy_hold",
+                              "--out", str(out)]) == 0
+    (row,) = read_rows(out)
+    assert row["bars"] == 24                            # one day of hourly bars
+    assert row["data_start"].startswith("2024-04-10T00:00")
+    assert row["data_end"].startswith("2024-04-10T23:00")
+
+
+def test_csv_interval_aggregates_the_file(small_csv, tmp_path):
+    out = tmp_path / "4h"
+    assert run_backtest.main(["run", "--csv", str(small_csv), "--interval", "4h",
+                              "--out", str(out)]) == 0
+    (row,) = read_rows(out)
+    assert row["interval"] == "4h" and row["bars"] <= BARS // 4 + 1
+
+
+def test_too_few_bars_for_the_look_back_is_exit_2(small_csv, tmp_path, capsys):
+    # sma_cross with slow=50 needs 50 + 1 (a cross needs two slow-SMA values) + 1 = 52 bars
+    out = tmp_path / "short"
+    assert run_backtest.main(["run", "--csv", str(small_csv), "--start", "2024-04-10",
+                              "--end", "2024-04-11", "--out", str(out)]) == 2
+    assert_one_error_line(capsys, "needs at least 52 bars", "has 24")
+    assert not any(out.iterdir())

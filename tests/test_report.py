@@ -82,8 +82,8 @@ def test_every_section_and_image_is_there(output_folder):
     page = parse((output_folder / "report.html").read_text())
     assert page.sections == ["data", "summary", "outcome"] + [f"setting-{i}"
                                                                for i in range(len(rows))]
-    # one leverage-vs-outcome chart + one four-panel chart per setting
-    assert len(page.images) == 1 + len(rows)
+    # leverage-vs-outcome chart + all-equities overlay + one four-panel chart per setting
+    assert len(page.images) == 2 + len(rows)
     for source in page.images:
         prefix = "data:image/png;base64,"
         assert source.startswith(prefix)
@@ -144,7 +144,7 @@ def test_user_text_is_escaped_and_synthetic_is_flagged():
     assert hostile not in html and "&lt;script&gt;" in html
     page = parse(html)
     assert "SYNTHETIC" in page.title and "SYNTHETIC DATA" in html
-    assert len(page.images) == 2 and page.external == []
+    assert len(page.images) == 3 and page.external == []
 
 
 def test_failed_setting_has_a_section_with_its_error():
@@ -157,7 +157,7 @@ def test_failed_setting_has_a_section_with_its_error():
     bundle = {"time": np.arange(3, dtype=np.int64), "close": np.ones(3)}
     page = parse(render_report([row], bundle))
     assert page.sections[-1] == "setting-0"
-    assert len(page.images) == 1                              # only the outcome chart
+    assert len(page.images) == 2                  # only the outcome chart and the (empty) overlay
     assert page.rows[0]["error"]["value"] == row["error"]
 
 

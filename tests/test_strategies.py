@@ -136,6 +136,30 @@ def test_sma_cross_rejects_fast_not_below_slow():
         run(SmaCross, frame_from_closes([PRICE] * 60), fast=50, slow=20)
 
 
+@pytest.mark.parametrize("cls, params, message", [
+    (SmaCross, {"fast": 30, "slow": 30}, "fast < slow"),
+    (SmaCross, {"fast": "ten"}, "fast must be a whole number"),
+    (SmaCross, {"fast": 2.5}, "fast must be a whole number"),
+    (SmaCross, {"fraction": 1.5}, "fraction must be <= 1"),
+    (SmaCross, {"fraction": 0}, "fraction must be > 0"),
+    (BuyHold, {"stop_loss": 1.0}, "stop_loss must be < 1"),
+    (BuyHold, {"reenter": "yes"}, "reenter must be true or false"),
+    (RsiReversion, {"oversold": 60}, "oversold < exit_level"),
+    (RsiReversion, {"overbought": 101}, "overbought must be <= 100"),
+    (DonchianBreakout, {"exit_period": 0}, "exit_period must be >= 1"),
+    (DonchianBreakout, {"nope": 1}, "has no param 'nope'"),
+])
+def test_check_params_rejects_bad_values_without_a_cerebro(cls, params, message):
+    with pytest.raises(ValueError, match=message):
+        cls.check_params(**params)
+
+
+def test_check_params_accepts_the_defaults_and_documented_overrides():
+    for cls in STRATEGIES.values():
+        cls.check_params()
+    SmaCross.check_params(fast=5, slow=20, stop_loss=0.05, take_profit=None, allow_short=False)
+
+
 def test_rsi_reversion_buys_oversold_and_exits_at_the_middle():
     # a steady fall drives RSI to ~0 (< 30): long; a rebound lifts it past 50: flat
     closes = [PRICE] * 5 + list(np.linspace(100, 80, 20)) + list(np.linspace(80, 100, 20))
@@ -178,3 +202,18 @@ def test_every_strategy_runs_on_real_data_at_10x(name, shared_data):
     assert seen["fills"], "the strategy never traded"
     for size, _ in seen["fills"]:
         assert abs(size * 1000 - round(size * 1000)) < 1e-6           # on the 0.001 lot grid
+
+
+def test_min_bars_is_the_longest_look_back_plus_one():
+    assert SmaCross.min_bars(fast=5, slow=30) == 30 + 1 + 1
+    assert RsiReversion.min_bars(period=14) == 14 + 1 + 1
+    assert DonchianBreakout.min_bars(entry_period=20, exit_period=55) == 55 + 1 + 1
+    assert BuyHold.min_bars() == 1 + 1
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_every_strategy_runs_on_exactly_min_bars(name):
+    cls = get_strategy(name)
+    frame = frame_from_closes(np.linspace(100, 110, cls.min_bars()))
+    seen, _ = run(cls, frame)
+    assert len(seen["sizes"]) == cls.min_bars()
