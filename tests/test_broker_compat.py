@@ -215,6 +215,16 @@ def test_bracket_children_active_from_the_bar_after_the_entry():
     assert margin == back
 
 
+def test_bracket_whose_entry_lacks_margin_is_refused_whole_like_backbroker():
+    size = 600.0  # notional 600 · 100 = 60 000 > 5 · 10 000 of buying power at 5x
+    plan = {0: [lambda s: s.buy_bracket(size=size, stopprice=95.0, limitprice=105.0)]}
+    back, _ = run([BRACKET_BARS], back_broker(), plan=plan)
+    margin, _ = run([BRACKET_BARS], margin_broker(leverage=5), plan=plan)
+    # the entry gets Margin, both children are rejected with it; nothing fills
+    assert margin.refused == [(1, "Margin"), (1, "Rejected"), (1, "Rejected")]
+    assert margin.refused == back.refused and margin.fills == back.fills == []
+
+
 STOP_CASES = {
     # buy stop 105 from flat: the high crosses it -> fills at the stop
     "buy_stop_intrabar": ([flat(100.0), (100.0, 106.0, 99.0, 104.0), flat(104.0)],
@@ -396,6 +406,67 @@ def test_feeds_with_different_start_times():
     strategy = cerebro.run()[0]
     assert [(f.bar, f.size, f.price, f.feed) for f in strategy.fills] == [(4, 5.0, 20.0, "data1")]
     assert broker.position_margin(cerebro.datas[1]) == pytest.approx(5.0 * 20.0 / 2)
+
+
+class BuyOnceThenStop(Recorder):
+    """Buys 1 once; with ``stop``, places a sell stop once the long is held.
+
+    Guards by flags, not by bar index: under ``replaydata`` ``next()`` runs on
+    every tick of a developing bar.
+    """
+    params = (("stop", None),)
+
+    def __init__(self):
+        super().__init__()
+        self.bought = self.stopped = False
+
+    def act(self, bar):
+        if not self.bought:
+            self.bought = True
+            self.buy(size=1.0)
+        elif self.p.stop and self.position and not self.stopped:
+            self.stopped = True
+            self.sell(size=1.0, exectype=bt.Order.Stop, price=self.p.stop)
+
+
+# hourly ticks replayed into 4-hour bars: the third 4h bar dips to 90 in its third hour
+REPLAY_TICKS = [flat(100.0)] * 4 + [(100.0, 100.0, 99.0, 99.5), (99.5, 99.5, 97.0, 97.5),
+                                    (97.5, 97.5, 90.0, 91.0), (91.0, 92.0, 80.0, 81.0)] \
+    + [flat(81.0)] * 4
+
+
+def run_replayed(broker, stop=None):
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.broker = broker
+    cerebro.replaydata(bars_feed(REPLAY_TICKS), timeframe=bt.TimeFrame.Minutes, compression=240)
+    cerebro.addstrategy(BuyOnceThenStop, stop=stop)
+    return cerebro.run()[0]
+
+
+@pytest.mark.xfail(strict=True, reason="bug: with cerebro.replaydata the intrabar phase (stops, "
+                   "liquidation) runs only on the first tick of each replayed bar "
+                   "(_advanced_feeds keys on len(data)), so a stop reached later in the bar "
+                   "fills a bar late at a worse price")
+def test_replayed_data_stop_fills_like_backbroker():
+    stop = 92.0
+    back = run_replayed(back_broker(), stop=stop)
+    margin = run_replayed(margin_broker(leverage=5), stop=stop)
+    assert back.fills[-1].price == stop  # BackBroker: the developing bar's low reaches the stop
+    assert margin.fills == back.fills
+
+
+@pytest.mark.xfail(strict=True, reason="bug: with cerebro.replaydata a liquidation price reached "
+                   "on a later tick of a replayed bar is missed; the position is liquidated a "
+                   "bar late past its bankruptcy price with a deficit")
+def test_replayed_data_liquidates_at_the_liquidation_price():
+    leverage = 20
+    broker = margin_broker(leverage=leverage)
+    strategy = run_replayed(broker)
+    liquidation_price = ENTRY * (1 - 1 / leverage) / (1 - MMR)  # 95 / 0.995 = 95.4774
+    (event,) = broker.liquidations
+    assert event.fill_price == pytest.approx(liquidation_price)  # the 90 dip crosses it intrabar
+    assert event.deficit == 0.0
+    assert strategy.fills[-1].bar == 2  # the replayed bar holding the dip
 
 
 # ----------------------------------------------------------------------
