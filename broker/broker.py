@@ -37,6 +37,15 @@ from .events import CashFlow, LiquidationEvent, NegativeBalanceEpisode
 
 TIERS_FOLDER = Path(__file__).resolve().parent / "tiers"
 NEGATIVE_BALANCE_POLICIES = ("absorb", "carry")
+class Tick(collections.namedtuple("Tick", "open high low close new_bar")):
+    """Prices a feed moved through since the broker last looked, quote per base.
+
+    A new bar is its own OHLC. A replayed bar that developed further (same
+    length, new values) moved from the previous close to the new close,
+    through a new high or low only where the bar's extreme grew.
+    """
+
+
 _PATH_EXECTYPES = (Order.Limit, Order.Stop, Order.StopTrail, Order.StopLimit, Order.StopTrailLimit)
 _OPEN_EXECTYPES = (Order.Market, Order.Historical)
 
@@ -181,7 +190,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self._margins = collections.defaultdict(float)
         self._opened_dt = {}
         self._last_owner = {}
-        self._seen_length = {}
+        self._last_seen = {}
         self.liquidations = []
         self.negative_balance_episodes = []
         self.insurance_fund = 0.0
@@ -517,28 +526,43 @@ class MarginBroker(bt.brokers.BackBroker):
             self.check_submitted()
         self._process_order_history()
         self._expire_orders()
-        advanced = self._advanced_feeds()
+        ticks = self._new_ticks()
         if self.p.coc:
             self._fill_market_orders(cheat_on_close_only=True)
-        for data in advanced:
-            self._liquidate_on_gap(data)
+        for data, tick in ticks.items():
+            if tick.new_bar:
+                self._liquidate_on_gap(data)
         self._fill_market_orders()
-        for data in advanced:
-            self._walk_price_path(data)
+        for data, tick in ticks.items():
+            self._walk_price_path(data, tick)
         self._fill_close_orders()
-        for data in advanced:
+        for data in ticks:
             self._trail_stops(data)
         self._get_value()
 
-    def _advanced_feeds(self):
-        """Feeds with a new bar since the last call (several feeds may tick unevenly)."""
-        advanced = []
+    def _new_ticks(self):
+        """Feed → Tick for every feed that moved since the last call.
+
+        Several feeds may tick unevenly; a replayed bar develops at the same
+        length, so the bar's values, not only its length, tell what is new.
+        """
+        ticks = {}
         for data in self.cerebro.datas:
-            length = len(data)
-            if length and self._seen_length.get(data) != length:
-                self._seen_length[data] = length
-                advanced.append(data)
-        return advanced
+            if not len(data):
+                continue
+            seen = (len(data), data.open[0], data.high[0], data.low[0], data.close[0])
+            last = self._last_seen.get(data)
+            if seen == last:
+                continue
+            self._last_seen[data] = seen
+            if last is None or last[0] != seen[0]:
+                ticks[data] = Tick(*seen[1:], new_bar=True)
+            else:
+                last_close = last[4]
+                high = seen[2] if seen[2] > last[2] else max(last_close, seen[4])
+                low = seen[3] if seen[3] < last[3] else min(last_close, seen[4])
+                ticks[data] = Tick(last_close, high, low, seen[4], new_bar=False)
+        return ticks
 
     def _expire_orders(self):
         for order in list(self.pending):
@@ -590,9 +614,9 @@ class MarginBroker(bt.brokers.BackBroker):
     # ------------------------------------------------------------------
     # the intrabar price path
     # ------------------------------------------------------------------
-    def _walk_price_path(self, data):
+    def _walk_price_path(self, data, tick):
         """Trigger resting orders and the liquidation price in the order the path meets them."""
-        open_, high, low, close = data.open[0], data.high[0], data.low[0], data.close[0]
+        open_, high, low, close = tick.open, tick.high, tick.low, tick.close
         size = self.positions[data].size
         low_first = size > 0 if size else (open_ - low) <= (high - open_)
         path = (open_, low, high, close) if low_first else (open_, high, low, close)
@@ -609,7 +633,7 @@ class MarginBroker(bt.brokers.BackBroker):
                     continue
                 # a stop-limit may be tried twice: once as a stop, once as a limit
                 tried.add((order.ref, order.triggered))
-                self._run_pending(order, lambda: self._fill_resting(order, price, data))
+                self._run_pending(order, lambda: self._fill_resting(order, price, tick))
 
     def _next_path_event(self, data, start, end, tried):
         """(price, order) of the first trigger on start → end; order None = liquidation."""
@@ -641,9 +665,9 @@ class MarginBroker(bt.brokers.BackBroker):
             return start
         return level if end >= level else None
 
-    def _fill_resting(self, order, touch, data):
+    def _fill_resting(self, order, touch, tick):
         """Fill a stop/limit touched at ``touch`` (backtrader's prices and slippage)."""
-        at_open = touch == data.open[0]
+        at_open = touch == tick.open
         is_stop = order.exectype in (Order.Stop, Order.StopTrail) or (
             order.exectype in (Order.StopLimit, Order.StopTrailLimit) and not order.triggered)
         if order.exectype in (Order.StopLimit, Order.StopTrailLimit) and not order.triggered:
@@ -653,9 +677,9 @@ class MarginBroker(bt.brokers.BackBroker):
                 return  # not marketable yet; the rest of the path may reach the limit
             is_stop = False
         if is_stop:
-            slip = self._slip_up(data.high[0], touch, doslip=self.p.slip_open or not at_open) \
+            slip = self._slip_up(tick.high, touch, doslip=self.p.slip_open or not at_open) \
                 if order.isbuy() else \
-                self._slip_down(data.low[0], touch, doslip=self.p.slip_open or not at_open)
+                self._slip_down(tick.low, touch, doslip=self.p.slip_open or not at_open)
             touch = touch if slip is None else slip
         self._execute(order, ago=0, price=touch)
 

@@ -268,17 +268,18 @@ def test_resting_orders_fill_like_backbroker(case):
     assert margin == back
 
 
-@pytest.mark.xfail(strict=True, reason="divergence from BackBroker: a buy stop-limit whose limit is "
-                   "below its stop fills on the trigger bar at the limit (price-path model) where "
-                   "backtrader waits for the next bar and fills at its open")
-def test_stop_limit_with_limit_beyond_stop_fills_like_backbroker():
+def test_stop_limit_with_limit_beyond_stop_follows_the_price_path():
+    # A deliberate difference from BackBroker: the bar goes 100 -> 99 -> 108 -> 103 (flat
+    # before the bar: nearer extreme first). The stop fires at 105 on the way up, the way
+    # down to the close 103 passes the limit 104: filled at 104 on that bar. BackBroker
+    # only triggers on bar 1 and fills at bar 2's open, 103.
     stop, limit = 105.0, 104.0  # buy stop-limit: triggered at 105, buys only at <= 104
     bars = [flat(100.0), (100.0, 108.0, 99.0, 103.0), flat(103.0)]
     back, margin = fills_on_both(bars, {0: [buy(size=0.25, exectype=bt.Order.StopLimit,
                                                    price=stop, plimit=limit)]})
-    next_open = 103.0  # BackBroker: bar 1 only triggers; bar 2 opens under the limit
+    next_open = 103.0
     assert back == [Fill(2, 0.25, next_open, False)]
-    assert margin == back
+    assert margin == [Fill(1, 0.25, limit, False)]
 
 
 def test_stop_trail_fill_price_is_last_close_minus_trail():
@@ -443,10 +444,6 @@ def run_replayed(broker, stop=None):
     return cerebro.run()[0]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: with cerebro.replaydata the intrabar phase (stops, "
-                   "liquidation) runs only on the first tick of each replayed bar "
-                   "(_advanced_feeds keys on len(data)), so a stop reached later in the bar "
-                   "fills a bar late at a worse price")
 def test_replayed_data_stop_fills_like_backbroker():
     stop = 92.0
     back = run_replayed(back_broker(), stop=stop)
@@ -455,9 +452,6 @@ def test_replayed_data_stop_fills_like_backbroker():
     assert margin.fills == back.fills
 
 
-@pytest.mark.xfail(strict=True, reason="bug: with cerebro.replaydata a liquidation price reached "
-                   "on a later tick of a replayed bar is missed; the position is liquidated a "
-                   "bar late past its bankruptcy price with a deficit")
 def test_replayed_data_liquidates_at_the_liquidation_price():
     leverage = 20
     broker = margin_broker(leverage=leverage)
