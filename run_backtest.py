@@ -11,8 +11,9 @@ Usage (every option: ``python run_backtest.py {run,sweep,report} --help``)::
 Output folder: ``report.html``, ``metrics.json`` (a list, one object per setting),
 ``metrics.csv`` (the same rows) and ``series.npz`` (per-bar series of the plots).
 
-Exit codes: 0 every setting ran; 1 at least one setting failed (its row has ``error``, the
-others are written); 2 bad input (one ``error: ...`` line on stderr, nothing written).
+Exit codes: 0 every setting ran (or the report was rebuilt); 1 at least one setting failed
+(its row has ``error``, the others are written); 2 bad input (one ``error: ...`` line on
+stderr, nothing written); 130 interrupted with Ctrl-C (nothing written).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import sys
 import warnings
 from pathlib import Path
 
-EXIT_OK, EXIT_SETTING_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_SETTING_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_SYMBOL = "BTC-USD"
 DEFAULT_INTERVAL = "1d"
 DEMO_SYMBOL, DEMO_INTERVAL = "BTC-USD", "1h"
@@ -129,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", type=Path, default=DEFAULT_OUT / "sweep", metavar="DIR",
                        help="output folder (default out/sweep)")
     sweep.add_argument("--workers", type=int, default=None, metavar="N",
-                       help="worker processes (default: number of cores; 1 = in this process)")
+                       help="worker processes (default: number of cores; 1 = in this process; "
+                       "ignored with --scheduler)")
     sweep.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the settings on a "
                        "dask.distributed scheduler instead of local processes (needs "
                        "'pip install distributed'; workers must import this project)")
@@ -215,7 +217,7 @@ def command_report(args) -> int:
     html = render_report(rows, bundle)
     written = write_files_atomically(args.dir, {REPORT_HTML: html.encode("utf-8")})
     print(f"report: {written[REPORT_HTML].resolve()}")
-    return EXIT_SETTING_FAILED if any(row.get("error") for row in rows) else EXIT_OK
+    return EXIT_OK
 
 
 def command_demo() -> int:
@@ -226,7 +228,9 @@ def command_demo() -> int:
           f"({DEFAULT_SWEEP_LEVERAGES}x). See 'python run_backtest.py --help' for your own runs.")
     try:
         frame = load_ohlcv(DEMO_SYMBOL, interval=DEMO_INTERVAL, source="cache")
-    except DataError:
+    except DataError as error:
+        print(f"No usable cached {DEMO_SYMBOL} {DEMO_INTERVAL} data ({error}); using the "
+              "synthetic demo series instead.")
         frame = load_ohlcv(DEMO_SYMBOL, interval=DEMO_INTERVAL, source="synthetic")
     args = build_parser().parse_args(["sweep", "--out", str(DEFAULT_OUT / "demo")])
     return _run_settings(args, parse_leverages(DEFAULT_SWEEP_LEVERAGES), workers=None,
@@ -409,6 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, DataError, OutputError, SchedulerError) as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         warnings.showwarning = previous_showwarning
 

@@ -144,6 +144,12 @@ def read_outputs(out_dir) -> tuple[list, dict]:
         raise OutputError(f"cannot read {path}: {' '.join(str(error).split())}") from None
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise OutputError(f"{metrics_path} is not a list of metrics rows")
+    for number, row in enumerate(rows):
+        missing = [key for key in ROW_KEYS if key not in row]
+        if missing:
+            raise OutputError(f"{metrics_path}: row {number} lacks {', '.join(missing[:3])}"
+                              f"{' ...' if len(missing) > 3 else ''}; was it written by "
+                              "this version of run_backtest.py?")
     if "time" not in bundle or "close" not in bundle:
         raise OutputError(f"{series_path} has no 'time'/'close' arrays")
     return rows, bundle

@@ -99,6 +99,7 @@ def test_failing_setting_keeps_its_row_and_exits_1(small_csv, tmp_path, capsys):
     assert failed["final_value"] is None
     assert {path.name for path in out.iterdir()} == OUTPUT_FILES
     assert "200x failed" in capsys.readouterr().err
+    assert run_backtest.main(["report", str(out)]) == 0          # the rebuild itself succeeds
 
 
 def test_no_arguments_runs_the_demo_offline(tmp_path):

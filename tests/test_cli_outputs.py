@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from backtest import OutputError, read_outputs
+from backtest import ROW_KEYS, OutputError, read_outputs
 from backtest.results import write_files_atomically, write_outputs
 
 
@@ -25,8 +25,9 @@ def test_a_failed_write_leaves_neither_files_nor_temp_files(tmp_path, monkeypatc
 
 
 def test_outputs_round_trip(tmp_path):
-    rows = [{"leverage": 2.0, "final_value": 12_345.5, "error": None},
-            {"leverage": 200.0, "final_value": None, "error": "ValueError: too high"}]
+    rows = [dict.fromkeys(ROW_KEYS), dict.fromkeys(ROW_KEYS)]
+    rows[0].update(leverage=2.0, final_value=12_345.5)
+    rows[1].update(leverage=200.0, error="ValueError: too high")
     time = np.arange(4, dtype=np.int64) * 3_600_000_000_000
     bundle = {"time": time, "close": np.array([1.0, 2.0, 3.0, 4.0]),
               "0/equity": np.ones(4, np.float32), "0/drawdown": np.zeros(4, np.float32),
@@ -44,4 +45,11 @@ def test_outputs_round_trip(tmp_path):
 
 def test_reading_a_folder_without_results_names_the_missing_file(tmp_path):
     with pytest.raises(OutputError, match="metrics.json"):
+        read_outputs(tmp_path)
+
+
+def test_reading_rows_from_another_program_is_refused(tmp_path):
+    write_outputs(tmp_path, [{"leverage": 1.0}], {"time": np.zeros(1, np.int64),
+                                                  "close": np.ones(1)}, None)
+    with pytest.raises(OutputError, match="row 0 lacks"):
         read_outputs(tmp_path)
