@@ -239,7 +239,7 @@ def command_demo() -> int:
 
 # -- shared flow ----------------------------------------------------------------------------
 def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
-    from backtest import BacktestConfig, series_bundle, sweep, write_outputs
+    from backtest import BacktestConfig, default_workers, series_bundle, sweep, write_outputs
     from backtest.results import REPORT_HTML, prepare_output_dir
     from report import render_report
 
@@ -260,6 +260,10 @@ def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
     if len(frame) < needed:
         raise CliError(f"{args.strategy} needs at least {needed} bars with these params; the "
                        f"data has {len(frame)}: widen --start/--end or shorten the look-back")
+    if len(configs) > 1:
+        backend = (f"dask scheduler {scheduler}" if scheduler else
+                   f"{min(workers or default_workers(), len(configs))} worker process(es)")
+        print(f"sweep: {len(configs)} settings on {backend}")
     results = sweep(frame, configs, workers=workers, scheduler=scheduler)
     rows = [result.row for result in results]
     bundle = series_bundle(frame, results)
@@ -268,7 +272,8 @@ def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
     for row in rows:
         if row["error"]:
             print(f"error: leverage {row['leverage']:g}x failed: {row['error']}", file=sys.stderr)
-    print(f"report: {written[REPORT_HTML].resolve()}  (metrics.json, metrics.csv, series.npz beside it)")
+    print(f"report: {written[REPORT_HTML].resolve()}  "
+          "(metrics.json, metrics.csv, series.npz beside it)")
     return EXIT_SETTING_FAILED if any(row["error"] for row in rows) else EXIT_OK
 
 

@@ -116,7 +116,8 @@ def _series(analyzers: dict, bars: int) -> dict:
         "equity": equity,
         "drawdown": np.asarray(risk["drawdown"], dtype=np.float64),
         "margin_ratio": np.asarray(margin_ratio, dtype=np.float64),
-        "liquidation_time": np.asarray(liquidations["time"], dtype="datetime64[ns]").astype(np.int64),
+        "liquidation_time": np.asarray(liquidations["time"], dtype="datetime64[ns]")
+                              .astype(np.int64),
         "liquidation_price": np.asarray(liquidations["fill_price"], dtype=np.float64),
         "liquidation_side": np.asarray(liquidations["side"]).astype(np.int8),
     }

@@ -56,7 +56,7 @@ def setting_figure(time, close, equity, drawdown, margin_ratio, liquidation_time
     1. equity [quote currency]: log scale, or symmetric-log when any equity <= 0;
     2. drawdown [percent of the running peak];
     3. margin ratio (maintenance margin / position equity) with the liquidation line at 1;
-    4. close price with liquidations marked (^ long liquidated, v short liquidated).
+    4. close price with liquidations marked at their fill price (v long, ^ short).
     """
     dates = np.asarray(time, dtype="datetime64[ns]")
     figure = Figure(figsize=(WIDTH_INCHES, 9.0), dpi=DPI)
@@ -81,7 +81,9 @@ def setting_figure(time, close, equity, drawdown, margin_ratio, liquidation_time
     drawdown_axis.set_ylabel("drawdown %")
 
     ratio = np.asarray(margin_ratio, dtype=np.float64)
-    margin_axis.plot(*downsample(dates, ratio), color="tab:purple", lw=0.8)
+    # markers too: a position held for one bar is a single point between NaNs
+    margin_axis.plot(*downsample(dates, ratio), color="tab:purple", lw=0.8, marker=".",
+                     markersize=2.5)
     margin_axis.axhline(1.0, color="tab:red", lw=0.8, ls="--", label="liquidation (1.0)")
     margin_axis.set_ylim(0, max(1.1, float(np.nanmax(ratio)) * 1.05 if np.any(ratio > 0) else 1.1))
     margin_axis.set_ylabel("margin ratio")
@@ -92,8 +94,8 @@ def setting_figure(time, close, equity, drawdown, margin_ratio, liquidation_time
     events = np.asarray(liquidation_time, dtype="datetime64[ns]")
     sides = np.asarray(liquidation_side)
     prices = np.asarray(liquidation_price, dtype=np.float64)
-    for side, marker, color, label in ((1, "^", "tab:red", "long liquidated"),
-                                       (-1, "v", "tab:orange", "short liquidated")):
+    for side, marker, color, label in ((1, "v", "tab:red", "long liquidated"),
+                                       (-1, "^", "tab:orange", "short liquidated")):
         chosen = sides == side
         if np.any(chosen):
             price_axis.scatter(events[chosen], prices[chosen], marker=marker, color=color,

@@ -34,7 +34,8 @@ def get_strategy(name: str) -> type[LeveragedStrategy]:
     try:
         return STRATEGIES[name]
     except KeyError:
-        raise KeyError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}") from None
+        raise KeyError(f"unknown strategy {name!r}; choose one of "
+                       f"{', '.join(STRATEGIES)}") from None
 
 
 def strategy_params(name: str) -> dict:

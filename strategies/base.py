@@ -60,7 +60,9 @@ class LeveragedStrategy(bt.Strategy):
     def __init__(self):
         type(self).check_params(**{name: getattr(self.p, name) for name in self.p._getkeys()})
         self._pending = None        # the entry/exit order not yet completed
+        self._pending_target = 0.0  # its target position [base units]
         self._protective = []       # open stop-loss / take-profit orders
+        self.entries = 0            # completed orders that left a position open [count]
 
     # -- params ---------------------------------------------------------------------------
     @classmethod
@@ -150,6 +152,7 @@ class LeveragedStrategy(bt.Strategy):
         target = self.target_size(wanted)
         if target == 0.0 and held == 0:
             return
+        self._pending_target = target
         self._pending = self.order_target_size(target=target)
 
     def notify_order(self, order):
@@ -160,7 +163,8 @@ class LeveragedStrategy(bt.Strategy):
             if order.status == order.Partial:
                 return
             self._pending = None
-            if order.status == order.Completed:
+            if order.status == order.Completed and self._pending_target != 0.0:
+                self.entries += 1   # counted even if a liquidation already closed it
                 self._place_protective()
         elif order.status != order.Partial:
             self._protective = [mine for mine in self._protective if mine.ref != order.ref]

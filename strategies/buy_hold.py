@@ -21,14 +21,9 @@ class BuyHold(LeveragedStrategy):
     def _check(p) -> None:
         require_bool(p.reenter, "reenter")
 
-    def __init__(self):
-        super().__init__()
-        self._entered = False
-
     def signal(self):
         if self.position.size > 0:
-            self._entered = True
             return None
-        if self._entered and not self.p.reenter:
-            return None
+        if self.entries and not self.p.reenter:
+            return None     # closed by a stop, a take-profit or a liquidation: stay out
         return LONG

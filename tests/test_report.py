@@ -1,4 +1,4 @@
-"""The HTML risk report: every section and image present, table == metrics.json, offline, escaped."""
+"""The HTML risk report: every section and image, table == metrics.json, offline, escaped."""
 import base64
 import json
 from html.parser import HTMLParser

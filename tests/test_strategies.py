@@ -19,7 +19,9 @@ PRICE = 100.0
 def frame_from_closes(closes, spread=0.5, opens=None, lows=None, highs=None):
     """Hourly OHLCV frame: open = previous close (or ``opens``), high/low = max/min +- spread."""
     closes = np.asarray(closes, dtype=float)
-    opens = np.concatenate([[closes[0]], closes[:-1]]) if opens is None else np.asarray(opens, float)
+    if opens is None:
+        opens = np.concatenate([[closes[0]], closes[:-1]])
+    opens = np.asarray(opens, dtype=float)
     highs = np.maximum(opens, closes) + spread if highs is None else np.asarray(highs, float)
     lows = np.minimum(opens, closes) - spread if lows is None else np.asarray(lows, float)
     index = pd.date_range("2024-01-01", periods=len(closes), freq="1h", tz="UTC")
@@ -217,3 +219,19 @@ def test_every_strategy_runs_on_exactly_min_bars(name):
     frame = frame_from_closes(np.linspace(100, 110, cls.min_bars()))
     seen, _ = run(cls, frame)
     assert len(seen["sizes"]) == cls.min_bars()
+
+
+def test_buy_hold_liquidated_on_its_entry_bar_stays_out():
+    leverage = 10.0
+    # entry fills at bar 1's open 100; the same bar's low 80 is below the 10x long's
+    # liquidation price (about 100 * (1 - 1/10) / (1 - 0.005) = 90.45): liquidated at once
+    closes = [PRICE, 95.0, 95.0, 95.0, 95.0]
+    lows = [PRICE - 0.5, 80.0, 94.5, 94.5, 94.5]
+    frame = frame_from_closes(closes, lows=lows)
+    broker = MarginBroker(cash=CASH, leverage=leverage)
+    seen, broker = run(BuyHold, frame, broker, fraction=0.5)
+    assert len(broker.liquidations) == 1
+    assert seen["sizes"][1:] == [0, 0, 0, 0]
+    seen, broker = run(BuyHold, frame, MarginBroker(cash=CASH, leverage=leverage), fraction=0.5,
+                       reenter=True)
+    assert seen["sizes"][-1] > 0                         # with reenter it buys again
