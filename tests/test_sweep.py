@@ -129,3 +129,12 @@ def test_missing_dask_names_the_install_command(frame, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_dask)
     with pytest.raises(SchedulerError, match="pip install"):
         sweep(frame, [BacktestConfig()], scheduler="tcp://127.0.0.1:8786", progress=False)
+
+
+def test_progress_bar_is_quiet_off_a_terminal_and_workers_default_to_cores(frame, capsys):
+    import os
+
+    from backtest import default_workers
+    sweep(frame, [BacktestConfig(leverage=1.0)], workers=1)      # stderr is not a TTY here
+    assert capsys.readouterr().err == ""
+    assert default_workers() == (os.cpu_count() or 1)
