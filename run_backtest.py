@@ -306,8 +306,7 @@ def _check_tiers(tiers) -> None:
 
 def load_frame(args):
     """The validated OHLCV frame the options ask for (one load, shared by every setting)."""
-    import numpy as np
-    from data import load_csv, load_ohlcv, resample_ohlcv
+    from data import DataGapWarning, load_csv, load_ohlcv, resample_ohlcv, select_range
 
     start, end = _timestamp(args.start, "--start"), _timestamp(args.end, "--end")
     if start is not None and end is not None and start > end:
@@ -315,18 +314,15 @@ def load_frame(args):
     if args.csv is None:
         return load_ohlcv(args.symbol or DEFAULT_SYMBOL, interval=args.interval or DEFAULT_INTERVAL,
                           start=args.start, end=args.end, source=args.source)
-    frame = load_csv(args.csv, format=args.format)
+    windowed = start is not None or end is not None
+    with warnings.catch_warnings():
+        if windowed:  # gaps are reported for the window below, not for the whole file
+            warnings.simplefilter("ignore", DataGapWarning)
+        frame = load_csv(args.csv, format=args.format)
     if args.interval:                            # coarser bars than the file's: aggregate them
         frame = resample_ohlcv(frame, args.interval)
-    if start is not None or end is not None:        # [start, end), as load_ohlcv
-        attrs = dict(frame.attrs)
-        keep = np.ones(len(frame), dtype=bool)
-        if start is not None:
-            keep &= frame.index >= start
-        if end is not None:
-            keep &= frame.index < end
-        frame = frame[keep]
-        frame.attrs = attrs
+    if windowed:                                 # [start, end), as load_ohlcv
+        frame = select_range(frame, start, end, label=Path(args.csv).name)
         if frame.empty:
             raise CliError(f"{args.csv} has no bars between {args.start} and {args.end}")
     return frame

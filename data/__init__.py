@@ -6,6 +6,7 @@ Public API::
     load_csv(path, format=None)            # 'yahoo', 'yfinance', 'binance', 'ccxt', 'ohlcv'
     synthetic_ohlcv(bars=8760, interval="1h", seed=...)
     resample_ohlcv(frame, "1h")
+    select_range(frame, start, end)        # [start, end), gap figures of the slice
     ArrayFeed(dataname=frame)              # fast, picklable backtrader feed
     interval_to_timeframe("1h")            # (bt.TimeFrame.Minutes, 60)
     DataError(ValueError), DataUnavailable(DataError), CacheCorrupt(DataError)
@@ -17,13 +18,14 @@ from .cache import CACHE_DIR_ENV_VAR
 from .csvfile import FORMATS, load_csv
 from .errors import CacheCorrupt, CacheWarning, DataError, DataGapWarning, DataUnavailable
 from .feed import ArrayFeed, bt_date_numbers
+from .frames import select_range
 from .intervals import interval_to_timeframe
 from .loader import SOURCES, load_ohlcv
 from .resample import resample_ohlcv
 from .synthetic import synthetic_ohlcv
 
 __all__ = [
-    "load_ohlcv", "load_csv", "synthetic_ohlcv", "resample_ohlcv", "ArrayFeed",
+    "load_ohlcv", "load_csv", "synthetic_ohlcv", "resample_ohlcv", "select_range", "ArrayFeed",
     "interval_to_timeframe", "bt_date_numbers", "DataError", "DataUnavailable", "CacheCorrupt",
     "DataGapWarning", "CacheWarning", "FORMATS", "SOURCES", "CACHE_DIR_ENV_VAR",
 ]

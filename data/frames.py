@@ -21,6 +21,7 @@ path            str, the CSV file (CSV only) or the cache file when used
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from .errors import DataError
@@ -68,4 +69,30 @@ def finalize_frame(frame: pd.DataFrame, *, symbol: str, source: str, label: str,
     }
     if path is not None:
         result.attrs["path"] = str(path)
+    return result
+
+
+def select_range(frame: pd.DataFrame, start=None, end=None, *,
+                 label: str | None = None) -> pd.DataFrame:
+    """Bars with ``start <= time < end`` (UTC Timestamps or None), attrs kept.
+
+    The gap figures in ``attrs`` (and the one DataGapWarning) are recomputed
+    for the slice, so a 2022 window of a file is not reported for a 2018
+    outage. ``label`` names the data in the warning.
+    """
+    keep = np.ones(len(frame), dtype=bool)
+    if start is not None:
+        keep &= frame.index >= start
+    if end is not None:
+        keep &= frame.index < end
+    result = frame[keep]
+    attrs = dict(frame.attrs)
+    interval = attrs.get("interval")
+    report = gap_report(result.index, interval_seconds(interval) if interval else None)
+    warn_about_gaps(report, label or attrs.get("symbol", "data"), interval)
+    attrs.update(missing_bars=report.missing_bars, gap_count=report.gap_count,
+                 largest_gap=report.largest_gap_seconds,
+                 largest_gap_start=(report.largest_gap_start.isoformat()
+                                    if report.largest_gap_start is not None else None))
+    result.attrs = attrs
     return result

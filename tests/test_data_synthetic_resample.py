@@ -93,3 +93,25 @@ def test_resample_refuses_a_finer_or_uneven_target(five_minute):
         resample_ohlcv(five_minute, "1m")
     with pytest.raises(DataError, match="whole multiple"):
         resample_ohlcv(five_minute, "7m")
+
+
+def test_select_range_reports_the_gaps_of_the_window_only(shared_data):
+    import warnings as _warnings
+    from data import DataGapWarning, load_csv, select_range
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore", DataGapWarning)
+        frame = load_csv(shared_data / "binance_BTCUSDT_1h.csv")
+    assert frame.attrs["missing_bars"] == 128          # the whole file: 28 outages
+    start, end = pd.Timestamp("2022-11-01", tz="UTC"), pd.Timestamp("2022-12-01", tz="UTC")
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error", DataGapWarning)
+        window = select_range(frame, start, end)     # no outage in November 2022: no warning
+    assert len(window) == 30 * 24                      # 30 days of hourly bars, [start, end)
+    assert (window.index[0], window.index[-1]) == (start, end - pd.Timedelta(hours=1))
+    assert window.attrs["missing_bars"] == 0 and window.attrs["largest_gap"] == 0.0
+    assert window.attrs["symbol"] == frame.attrs["symbol"]
+    # the 34 h outage after 2018-02-08 00:00 misses 33 bars
+    with pytest.warns(DataGapWarning, match="33 missing 1h bars in 1 gaps"):
+        outage = select_range(frame, pd.Timestamp("2018-02-07", tz="UTC"),
+                              pd.Timestamp("2018-02-11", tz="UTC"))
+    assert outage.attrs["largest_gap"] == 34 * 3600.0
