@@ -191,6 +191,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self._opened_dt = {}
         self._last_owner = {}
         self._last_seen = {}
+        self._liquidation_price_cache = {}
         self.liquidations = []
         self.negative_balance_episodes = []
         self.insurance_fund = 0.0
@@ -270,9 +271,15 @@ class MarginBroker(bt.brokers.BackBroker):
         position = self.getposition(data)
         if not position.size:
             return None
+        # asked several times a bar (gap, each path segment, analyzers): recompute on change only
+        state = (position.size, position.price, self._margins[data])
+        cached = self._liquidation_price_cache.get(data)
+        if cached is not None and cached[0] == state:
+            return cached[1]
         side = 1 if position.size > 0 else -1
         price, _tier = mm.tiered_liquidation_price(side, abs(position.size), position.price,
                                                    self._margins[data], self._tiers)
+        self._liquidation_price_cache[data] = (state, price)
         return price
 
     def add_margin(self, data, amount):
