@@ -712,9 +712,9 @@ class MarginBroker(bt.brokers.BackBroker):
                                          self.p.liquidation_fee_rate)
         absorbed = outcome.deficit if self.p.negative_balance == "absorb" else 0.0
         self._settle_liquidation(data, outcome, absorbed)
-        order = self._liquidation_order(data, side, size, entry_price, fill_price,
-                                        commission=outcome.fee - absorbed)
-        self._cancel_feed_orders(data, keep=order)
+        self._liquidation_order(data, side, size, entry_price, fill_price,
+                                commission=outcome.fee - absorbed)
+        self._cancel_feed_orders(data)
         self.liquidations.append(LiquidationEvent(
             dt=data.datetime.datetime(0), opened_dt=self._opened_dt.pop(data, None),
             data=self._feed_name(data), side="long" if side > 0 else "short", size=size,
@@ -751,11 +751,11 @@ class MarginBroker(bt.brokers.BackBroker):
         self.notify(order)
         return order
 
-    def _cancel_feed_orders(self, data, keep):
+    def _cancel_feed_orders(self, data):
         """Cancel every other open order of the feed, as exchanges do on liquidation."""
         for order in [o for o in self.submitted if o.data is data]:
             self.submitted.remove(order)
             order.cancel()
             self.notify(order)
-        for order in [o for o in self.pending if o.data is data and o is not keep]:
+        for order in [o for o in self.pending if o.data is data]:
             self.cancel(order)

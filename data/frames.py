@@ -61,11 +61,7 @@ def finalize_frame(frame: pd.DataFrame, *, symbol: str, source: str, label: str,
         "source": source,
         "synthetic": bool(synthetic),
         "interval": interval,
-        "missing_bars": report.missing_bars,
-        "gap_count": report.gap_count,
-        "largest_gap": report.largest_gap_seconds,
-        "largest_gap_start": (report.largest_gap_start.isoformat()
-                              if report.largest_gap_start is not None else None),
+        **report.as_attrs(),
     }
     if path is not None:
         result.attrs["path"] = str(path)
@@ -90,9 +86,6 @@ def select_range(frame: pd.DataFrame, start=None, end=None, *,
     interval = attrs.get("interval")
     report = gap_report(result.index, interval_seconds(interval) if interval else None)
     warn_about_gaps(report, label or attrs.get("symbol", "data"), interval)
-    attrs.update(missing_bars=report.missing_bars, gap_count=report.gap_count,
-                 largest_gap=report.largest_gap_seconds,
-                 largest_gap_start=(report.largest_gap_start.isoformat()
-                                    if report.largest_gap_start is not None else None))
+    attrs.update(report.as_attrs())
     result.attrs = attrs
     return result

@@ -58,10 +58,6 @@ def resample_ohlcv(frame: pd.DataFrame, interval: str) -> pd.DataFrame:
         "interval": target,
         "resampled_from": source_interval,
         "incomplete_bars": incomplete,
-        "missing_bars": report.missing_bars,
-        "gap_count": report.gap_count,
-        "largest_gap": report.largest_gap_seconds,
-        "largest_gap_start": (report.largest_gap_start.isoformat()
-                              if report.largest_gap_start is not None else None),
+        **report.as_attrs(),
     })
     return result

@@ -162,6 +162,16 @@ class GapReport:
     largest_gap_seconds: float
     largest_gap_start: pd.Timestamp | None
 
+    def as_attrs(self) -> dict:
+        """The gap figures as the frame.attrs keys of ``data.frames`` (JSON-ready)."""
+        return {
+            "missing_bars": self.missing_bars,
+            "gap_count": self.gap_count,
+            "largest_gap": self.largest_gap_seconds,
+            "largest_gap_start": (self.largest_gap_start.isoformat()
+                                  if self.largest_gap_start is not None else None),
+        }
+
 
 def gap_report(index: pd.DatetimeIndex, interval_seconds: float | None) -> GapReport:
     """Count missing bars between consecutive timestamps of a sorted index.
