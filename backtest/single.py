@@ -27,10 +27,10 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from broker import MarginBroker
-from data import ArrayFeed
-from analyzers import LiquidationAnalyzer, MarginAnalyzer, NegativeBalanceAnalyzer, RiskAnalyzer
-from strategies import get_strategy
+from ..broker import MarginBroker
+from ..data import ArrayFeed
+from ..analyzers import LiquidationAnalyzer, MarginAnalyzer, NegativeBalanceAnalyzer, RiskAnalyzer
+from ..strategies import get_strategy
 
 from .config import BacktestConfig
 from .metrics import error_row, metrics_row

@@ -19,7 +19,7 @@ import backtrader as bt
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from broker import MarginBroker  # noqa: E402
+from backtrader_leverage.broker import MarginBroker  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "binance_BTCUSDT_1h.csv"
 

@@ -40,7 +40,7 @@ def run_worker(feed_name: str, csv_path: str, bar_count: int) -> None:
     import backtrader as bt
     import pandas as pd
 
-    from data import ArrayFeed
+    from backtrader_leverage.data import ArrayFeed
 
     class SmaCrossover(bt.Strategy):
         params = dict(fast=10, slow=30)

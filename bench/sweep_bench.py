@@ -21,8 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from backtest import BacktestConfig, run_task, sweep  # noqa: E402
-from data import load_csv  # noqa: E402
+from backtrader_leverage.backtest import BacktestConfig, run_task, sweep  # noqa: E402
+from backtrader_leverage.data import load_csv  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "binance_BTCUSDT_1h.csv"
 LEVERAGES = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)

@@ -1,6 +1,6 @@
 """Isolated-margin broker extension for backtrader.
 
-``from broker import MarginBroker`` and set ``cerebro.broker = MarginBroker(...)``.
+``from backtrader_leverage import MarginBroker`` and set ``cerebro.broker = MarginBroker(...)``.
 The pure margin math is in ``broker.margin``; event records in ``broker.events``.
 """
 from .broker import MarginBroker, MarginCommInfo

@@ -25,6 +25,7 @@ Wallet flow reasons (``ledger``): ``margin_lock``, ``margin_release``,
 from __future__ import annotations
 
 import collections
+import importlib.resources
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from backtrader.order import BuyOrder, Order, SellOrder
 from . import margin as mm
 from .events import CashFlow, LiquidationEvent, NegativeBalanceEpisode
 
-TIERS_FOLDER = Path(__file__).resolve().parent / "tiers"
+TIERS_FOLDER = Path(str(importlib.resources.files(__package__) / "tiers"))
 NEGATIVE_BALANCE_POLICIES = ("absorb", "carry")
 class Tick(collections.namedtuple("Tick", "open high low close new_bar")):
     """Prices a feed moved through since the broker last looked, quote per base.

@@ -16,7 +16,8 @@ with shortest round-trip repr, so values survive exactly.
 
 Writes go to a temporary file in the same folder, then ``os.replace``: a
 reader sees the old file or the new one, never half of one.  The folder is
-``$BTLEV_CACHE_DIR`` when set, else ``data/cache/`` beside this module.
+``$BTLEV_CACHE_DIR`` when set, else ``backtrader-leverage/`` in the user's cache folder
+(``$XDG_CACHE_HOME``, default ``~/.cache``): never inside the installed package.
 """
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ from .errors import CacheCorrupt, CacheWarning, DataError
 from .validate import OHLCV_COLUMNS, validate_ohlcv
 
 CACHE_DIR_ENV_VAR = "BTLEV_CACHE_DIR"
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parent / "cache"
+DEFAULT_CACHE_DIR = (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+                     / "backtrader-leverage")
 CACHE_MAGIC = "# btlev-ohlcv-cache "
 CACHE_VERSION = 1
 
@@ -57,7 +59,7 @@ class CacheEntry:
 
 
 def cache_dir(override=None) -> Path:
-    """The cache folder: ``override`` if given, else $BTLEV_CACHE_DIR, else data/cache/."""
+    """The cache folder: ``override`` if given, else $BTLEV_CACHE_DIR, else the user cache."""
     if override is not None:
         return Path(override)
     from_environment = os.environ.get(CACHE_DIR_ENV_VAR)

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from .figures import equity_overlay_figure, outcome_figure, setting_figure
 
@@ -88,7 +88,7 @@ def report_title(rows: list) -> str:
 
 def render_report(rows: list, bundle: dict) -> str:
     """HTML text of the report for metrics ``rows`` and the ``series.npz`` arrays ``bundle``."""
-    from backtest.results import split_bundle
+    from ..backtest.results import split_bundle
 
     price, per_row = split_bundle(bundle, rows)
     identity = dict(rows[0]) if rows else {}
@@ -132,7 +132,7 @@ def _table_row(row: dict) -> dict:
 
 
 def _environment() -> Environment:
-    return Environment(loader=FileSystemLoader(Path(__file__).parent), autoescape=True,
+    return Environment(loader=PackageLoader(__package__, "."), autoescape=True,
                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 

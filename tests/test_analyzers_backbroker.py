@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyzers import summary_text
-from analyzers.risk_metrics import SECONDS_PER_YEAR
+from backtrader_leverage.analyzers import summary_text
+from backtrader_leverage.analyzers.risk_metrics import SECONDS_PER_YEAR
 from test_analyzers_support import (ANALYZERS, HOUR, FakeEpisode, FakeLiquidation, FakeMarginBroker,
                                     analyses, bar_time, flat_bar, iso, ohlc_feed, run)
 

@@ -10,8 +10,8 @@ import backtrader as bt
 import pandas as pd
 import pytest
 
-from analyzers import summary_text
-from broker import MarginBroker
+from backtrader_leverage.analyzers import summary_text
+from backtrader_leverage.broker import MarginBroker
 from test_analyzers_support import HOUR, analyses, flat_bar, iso, ohlc_feed, run
 
 ENTRY, LEVERAGE, RATE, QTY = 100.0, 10.0, 0.005, 1.0

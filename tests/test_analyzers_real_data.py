@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyzers import RiskAnalyzer
+from backtrader_leverage.analyzers import RiskAnalyzer
 
 HOUR, DAY = 3600.0, 86_400.0
 YEAR = 365 * DAY

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import backtrader as bt
 import pandas as pd
 
-from analyzers import LiquidationAnalyzer, MarginAnalyzer, NegativeBalanceAnalyzer, RiskAnalyzer
+from backtrader_leverage.analyzers import LiquidationAnalyzer, MarginAnalyzer, NegativeBalanceAnalyzer, RiskAnalyzer
 
 HOUR = 3600.0
 FIRST_BAR = datetime(2024, 1, 1)  # naive UTC, the first bar of every hand-made feed

@@ -9,7 +9,7 @@ import backtrader as bt
 import pandas as pd
 import pytest
 
-from broker import MarginBroker
+from backtrader_leverage.broker import MarginBroker
 
 START = dt.datetime(2024, 1, 1)
 HOUR = dt.timedelta(hours=1)

@@ -15,7 +15,7 @@ import backtrader as bt
 import pytest
 
 from _bars import Fill, Recorder, bars_feed, flat
-from broker import MarginBroker
+from backtrader_leverage.broker import MarginBroker
 
 START_CASH = 10_000.0          # quote currency
 LOT = 0.001                     # default lot size, base units

@@ -30,7 +30,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from _bars import bars_feed
-from broker import MarginBroker
+from backtrader_leverage.broker import MarginBroker
 
 START_CASH = 1_000.0      # quote
 LOT = 0.001               # base units

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from _bars import Recorder
-from broker import MarginBroker
+from backtrader_leverage.broker import MarginBroker
 
 BTC_HOURLY = "binance_BTCUSDT_1h.csv"
 START_CASH = 10_000.0   # quote (USDT)

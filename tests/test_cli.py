@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import run_backtest
-from backtest.metrics import ROW_KEYS
+from backtrader_leverage import cli as run_backtest
+from backtrader_leverage.backtest.metrics import ROW_KEYS
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "run_backtest.py"
@@ -103,7 +103,7 @@ def test_failing_setting_keeps_its_row_and_exits_1(small_csv, tmp_path, capsys):
 
 
 def test_no_arguments_runs_the_demo_offline(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ)
     completed = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True,
                                cwd=tmp_path, env=env, timeout=300)
     assert completed.returncode == 0, completed.stderr
@@ -205,7 +205,7 @@ def test_symbol_from_the_synthetic_source_is_labelled_synthetic(tmp_path, capsys
 
 
 def test_symbol_with_an_empty_cache_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
-    from data import CACHE_DIR_ENV_VAR
+    from backtrader_leverage.data import CACHE_DIR_ENV_VAR
     monkeypatch.setenv(CACHE_DIR_ENV_VAR, str(tmp_path / "empty-cache"))
     out = tmp_path / "out"
     assert run_backtest.main(["run", "--symbol", "ETH-USD", "--source", "cache",

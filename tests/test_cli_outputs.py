@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from backtest import ROW_KEYS, OutputError, read_outputs
-from backtest.results import write_files_atomically, write_outputs
+from backtrader_leverage.backtest import ROW_KEYS, OutputError, read_outputs
+from backtrader_leverage.backtest.results import write_files_atomically, write_outputs
 
 
 def test_a_failed_write_leaves_neither_files_nor_temp_files(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data import DataError, DataGapWarning, load_csv
+from backtrader_leverage.data import DataError, DataGapWarning, load_csv
 
 SHARED_FILES = ["binance_BTCUSDT_1h.csv", "binance_BTCUSDT_5m.csv", "yahoo_BTC-USD_1d.csv",
                 "yahoo_BTC-USD_1h_yf-multiheader.csv", "yahoo_ETH-USD_1d.csv"]

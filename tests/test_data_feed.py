@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data import ArrayFeed, bt_date_numbers, interval_to_timeframe, load_csv
+from backtrader_leverage.data import ArrayFeed, bt_date_numbers, interval_to_timeframe, load_csv
 
 BARS = 3000
 
@@ -141,6 +141,6 @@ def test_feed_pickles_and_runs_in_a_worker_process(hourly):
 
 
 def test_feed_rejects_unsorted_frames(hourly):
-    from data import DataError
+    from backtrader_leverage.data import DataError
     with pytest.raises(DataError, match="strictly increasing"):
         ArrayFeed(dataname=hourly.iloc[::-1])

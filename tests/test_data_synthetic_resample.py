@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data import DataError, load_csv, load_ohlcv, resample_ohlcv, synthetic_ohlcv
+from backtrader_leverage.data import DataError, load_csv, load_ohlcv, resample_ohlcv, synthetic_ohlcv
 
 
 def test_synthetic_is_deterministic_and_labelled():
@@ -97,7 +97,7 @@ def test_resample_refuses_a_finer_or_uneven_target(five_minute):
 
 def test_select_range_reports_the_gaps_of_the_window_only(shared_data):
     import warnings as _warnings
-    from data import DataGapWarning, load_csv, select_range
+    from backtrader_leverage.data import DataGapWarning, load_csv, select_range
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore", DataGapWarning)
         frame = load_csv(shared_data / "binance_BTCUSDT_1h.csv")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from data import DataError, load_csv, load_ohlcv
-from data.validate import validate_ohlcv
+from backtrader_leverage.data import DataError, load_csv, load_ohlcv
+from backtrader_leverage.data.validate import validate_ohlcv
 
 FIRST_BARS = 5
 

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import yfinance
 
-from data import CacheCorrupt, DataError, DataUnavailable, load_ohlcv
-from data import yahoo
-from data.cache import cache_path, read_cache
-from data.errors import CacheWarning
+from backtrader_leverage.data import CacheCorrupt, DataError, DataUnavailable, load_ohlcv
+from backtrader_leverage.data import yahoo
+from backtrader_leverage.data.cache import cache_path, read_cache
+from backtrader_leverage.data.errors import CacheWarning
 
 NOW = pd.Timestamp("2024-04-21 15:00", tz="UTC")  # just after the shared 1h file ends
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from broker import margin as mm
+from backtrader_leverage.broker import margin as mm
 
 LONG, SHORT = 1, -1
 ENTRY = 100.0

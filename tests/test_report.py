@@ -6,10 +6,10 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from backtest import BacktestConfig, read_outputs, series_bundle, sweep, write_outputs
-from data import load_csv
-from report import COLUMNS, format_value, render_report
-from report.figures import MAX_PLOT_POINTS, downsample
+from backtrader_leverage.backtest import BacktestConfig, read_outputs, series_bundle, sweep, write_outputs
+from backtrader_leverage.data import load_csv
+from backtrader_leverage.report import COLUMNS, format_value, render_report
+from backtrader_leverage.report.figures import MAX_PLOT_POINTS, downsample
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LEVERAGES = (1.0, 10.0, 100.0)

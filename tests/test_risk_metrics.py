@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analyzers import risk_metrics as rm
+from backtrader_leverage.analyzers import risk_metrics as rm
 
 HOUR = 3600.0
 DAY = 86_400.0

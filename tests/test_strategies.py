@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from broker import MarginBroker
-from data import ArrayFeed
-from strategies import STRATEGIES, BuyHold, DonchianBreakout, RsiReversion, SmaCross, \
+from backtrader_leverage.broker import MarginBroker
+from backtrader_leverage.data import ArrayFeed
+from backtrader_leverage.strategies import STRATEGIES, BuyHold, DonchianBreakout, RsiReversion, SmaCross, \
     get_strategy, strategy_params
 
 CASH = 10_000.0
@@ -195,7 +195,7 @@ def test_leverage_changes_pnl_on_the_same_orders():
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_every_strategy_runs_on_real_data_at_10x(name, shared_data):
-    from data import load_csv
+    from backtrader_leverage.data import load_csv
     frame = load_csv(shared_data / "binance_BTCUSDT_1h.csv").iloc[-1500:]
     broker = MarginBroker(cash=CASH, leverage=10.0)
     broker.setcommission(commission=0.0004)

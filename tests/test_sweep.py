@@ -4,8 +4,8 @@ import builtins
 import numpy as np
 import pytest
 
-from backtest import ROW_KEYS, BacktestConfig, SchedulerError, run_backtest, run_task, sweep
-from data import load_csv
+from backtrader_leverage.backtest import ROW_KEYS, BacktestConfig, SchedulerError, run_backtest, run_task, sweep
+from backtrader_leverage.data import load_csv
 
 BARS = 1500
 LEVERAGES = (1.0, 5.0, 50.0)
@@ -93,7 +93,7 @@ def test_dask_local_cluster_gives_the_process_pool_numbers(frame, local_cluster)
 def test_cli_scheduler_option_uses_the_same_task(frame, local_cluster, tmp_path, shared_data):
     import json
 
-    import run_backtest
+    from backtrader_leverage import cli as run_backtest
     lines = (shared_data / "binance_BTCUSDT_1h.csv").read_text().splitlines()
     csv_path = tmp_path / "tail.csv"
     csv_path.write_text("\n".join([lines[0]] + lines[-BARS:]) + "\n")
@@ -134,7 +134,7 @@ def test_missing_dask_names_the_install_command(frame, monkeypatch):
 def test_progress_bar_is_quiet_off_a_terminal_and_workers_default_to_cores(frame, capsys):
     import os
 
-    from backtest import default_workers
+    from backtrader_leverage.backtest import default_workers
     sweep(frame, [BacktestConfig(leverage=1.0)], workers=1)      # stderr is not a TTY here
     assert capsys.readouterr().err == ""
     assert default_workers() == (os.cpu_count() or 1)

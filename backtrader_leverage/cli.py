@@ -1,0 +1,431 @@
+#!/usr/bin/env python
+"""Leveraged crypto backtests from the command line: run, sweep leverages, build the risk report.
+
+Usage (every option: ``python run_backtest.py {run,sweep,report} --help``)::
+
+    python run_backtest.py                      # demo: sweep of sma_cross, cached or synthetic data
+    python run_backtest.py run   --csv FILE --leverage 5 --out out/run
+    python run_backtest.py sweep --csv FILE --leverage 1,2,3,5,10,20 --out out/sweep
+    python run_backtest.py report out/sweep     # rebuild report.html from the folder alone
+
+Output folder: ``report.html``, ``metrics.json`` (a list, one object per setting),
+``metrics.csv`` (the same rows) and ``series.npz`` (per-bar series of the plots).
+
+Exit codes: 0 every setting ran (or the report was rebuilt); 1 at least one setting failed
+(its row has ``error``, the others are written); 2 bad input (one ``error: ...`` line on
+stderr, nothing written); 130 interrupted with Ctrl-C (nothing written).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import warnings
+from pathlib import Path
+
+EXIT_OK, EXIT_SETTING_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_SYMBOL = "BTC-USD"
+DEFAULT_INTERVAL = "1d"
+DEMO_SYMBOL, DEMO_INTERVAL = "BTC-USD", "1h"
+DEFAULT_SWEEP_LEVERAGES = "1,2,3,5,10,20"
+DEFAULT_OUT = Path("out")
+SOURCES = ("auto", "yfinance", "cache", "synthetic")
+
+
+class CliError(Exception):
+    """Bad input: printed as one ``error: ...`` line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line instead of usage + message + exit."""
+
+    def error(self, message):
+        raise CliError(f"{message} (see '{self.prog} --help')")
+
+
+# -- argument parsing -----------------------------------------------------------------------
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value < 1):
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1), got {text!r}")
+    return value
+
+
+def parse_leverages(text: str) -> list[float]:
+    """'1,2,5' -> [1.0, 2.0, 5.0]; each leverage finite and > 0, at least one."""
+    parts = [part.strip() for part in str(text).split(",")]
+    if not any(parts):
+        raise CliError("--leverage: the leverage list is empty; give e.g. --leverage 1,2,5,10")
+    leverages = []
+    for part in parts:
+        if not part:
+            raise CliError(f"--leverage: empty item in {text!r}; give e.g. --leverage 1,2,5,10")
+        try:
+            leverages.append(_positive_float(part))
+        except argparse.ArgumentTypeError as error:
+            raise CliError(f"--leverage: leverage {error}") from None
+    return leverages
+
+
+def _parse_param(text: str) -> tuple[str, object]:
+    """'fast=10' -> ('fast', 10); values: int, float, true/false, none, else text."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    raw = raw.strip()
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return name.strip(), lowered == "true"
+    if lowered in ("none", "null", ""):
+        return name.strip(), None
+    for convert in (int, float):
+        try:
+            return name.strip(), convert(raw)
+        except ValueError:
+            pass
+    return name.strip(), raw
+
+
+def _program_name() -> str:
+    """How the user called us: ``run_backtest.py`` from a clone, else the console script."""
+    called = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return called if called == "run_backtest.py" else "backtrader-leverage"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of ``run``, ``sweep`` and ``report``."""
+    from .strategies import STRATEGIES
+
+    parser = _Parser(prog=_program_name(), description=(
+        "Leveraged crypto backtests with an isolated-margin broker: run one setting, sweep "
+        "leverages in parallel, and write a self-contained HTML risk report. With no "
+        "arguments: a demo sweep of sma_cross over cached or synthetic BTC-USD 1h data."))
+    commands = parser.add_subparsers(dest="command", metavar="{run,sweep,report}")
+    common = _Parser(add_help=False)
+    _add_data_options(common)
+    _add_account_options(common, sorted(STRATEGIES))
+    _add_margin_options(common)
+
+    run = commands.add_parser("run", parents=[common], help="one backtest at one leverage",
+                              description="One backtest; prints a summary and writes the "
+                              "output folder with one row.")
+    run.add_argument("--leverage", type=_positive_float, default=1.0,
+                     help="leverage, > 0 (default 1)")
+    run.add_argument("--out", type=Path, default=DEFAULT_OUT / "run", metavar="DIR",
+                     help="output folder (default out/run)")
+    run.set_defaults(handler=command_run)
+
+    sweep = commands.add_parser("sweep", parents=[common], help="one strategy over many leverages",
+                                description="The same strategy over a list of leverages, in "
+                                "parallel processes with the data loaded once.")
+    sweep.add_argument("--leverage", default=DEFAULT_SWEEP_LEVERAGES, metavar="LIST",
+                       help=f"comma-separated leverages (default {DEFAULT_SWEEP_LEVERAGES})")
+    sweep.add_argument("--out", type=Path, default=DEFAULT_OUT / "sweep", metavar="DIR",
+                       help="output folder (default out/sweep)")
+    sweep.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="worker processes (default: number of cores; 1 = in this process; "
+                       "ignored with --scheduler)")
+    sweep.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the settings on a "
+                       "dask.distributed scheduler instead of local processes (needs "
+                       "'pip install distributed'; workers must import this project)")
+    sweep.set_defaults(handler=command_sweep)
+
+    report = commands.add_parser("report", help="rebuild report.html from an output folder",
+                                 description="Rebuild DIR/report.html from DIR/metrics.json "
+                                 "and DIR/series.npz, without re-running anything.")
+    report.add_argument("dir", type=Path, metavar="DIR", help="output folder of run or sweep")
+    report.set_defaults(handler=command_report)
+    return parser
+
+
+def _add_data_options(common) -> None:
+    data = common.add_argument_group("data")
+    source = data.add_mutually_exclusive_group()
+    source.add_argument("--csv", metavar="FILE", help="OHLCV CSV file (Yahoo, yfinance, Binance, "
+                        "ccxt or date,open,high,low,close,volume; format auto-detected)")
+    source.add_argument("--symbol", metavar="TICKER", help=f"yfinance ticker such as BTC-USD "
+                        f"(default {DEFAULT_SYMBOL} when --csv is not given)")
+    data.add_argument("--format", choices=("yahoo", "yfinance", "binance", "ccxt", "ohlcv"),
+                      help="CSV format when auto-detection is not wanted")
+    data.add_argument("--interval", help=f"bar interval, e.g. 1h, 4h, 1d: for --symbol the "
+                      f"bars to load (default {DEFAULT_INTERVAL}); for --csv the file's bars are "
+                      "aggregated to it (a whole multiple of the file's interval)")
+    data.add_argument("--start", help="first bar to use (inclusive), ISO date/time in UTC, "
+                      "e.g. 2022-01-01")
+    data.add_argument("--end", help="end of the range (exclusive), ISO date/time in UTC")
+    data.add_argument("--source", choices=SOURCES, default="auto", help="where --symbol data "
+                      "comes from: auto = cache then yfinance; synthetic = generated demo series "
+                      "(default auto)")
+
+
+def _add_account_options(common, strategy_names) -> None:
+    trading = common.add_argument_group("strategy and account")
+    trading.add_argument("--strategy", choices=strategy_names, default="sma_cross",
+                         help="strategy name (default sma_cross)")
+    trading.add_argument("--param", action="append", type=_parse_param, default=[],
+                         metavar="NAME=VALUE", help="strategy param, repeatable, e.g. "
+                         "--param fast=10 --param stop_loss=0.05 (see strategies/)")
+    trading.add_argument("--cash", type=_positive_float, default=10_000.0,
+                         help="starting wallet in quote currency (default 10000)")
+    trading.add_argument("--commission", type=_fraction, default=0.0004,
+                         help="taker fee as a fraction of notional (default 0.0004 = 0.04%%)")
+
+
+def _add_margin_options(common) -> None:
+    margin = common.add_argument_group("margin")
+    margin.add_argument("--maintenance-margin-rate", "--mmr", dest="maintenance_margin_rate",
+                        type=_fraction, default=0.005, metavar="RATE",
+                        help="flat maintenance margin rate, fraction of notional (default 0.005)")
+    margin.add_argument("--tiers", metavar="NAME|FILE", help="maintenance-margin tier table "
+                        "instead of the flat rate: a name in broker/tiers (e.g. "
+                        "binance_btcusdt_perp) or a JSON/CSV file; its max leverage applies")
+    margin.add_argument("--liquidation-fee-rate", type=_fraction, default=None, metavar="RATE",
+                        help="liquidation clearance fee, fraction of notional; default: "
+                        "exchange style (the whole remaining isolated margin)")
+    margin.add_argument("--negative-balance", choices=("absorb", "carry"), default="absorb",
+                        help="losses past the bankruptcy price: absorb = the insurance fund "
+                        "pays; carry = the wallet goes negative (default absorb)")
+    margin.add_argument("--lot-size", type=_positive_float, default=0.001,
+                        help="order size grid in base units (default 0.001)")
+
+
+# -- commands -------------------------------------------------------------------------------
+def command_run(args) -> int:
+    return _run_settings(args, [args.leverage], workers=1, scheduler=None)
+
+
+def command_sweep(args) -> int:
+    leverages = parse_leverages(args.leverage)
+    if args.workers is not None and args.workers < 1:
+        raise CliError(f"--workers must be >= 1, got {args.workers}")
+    return _run_settings(args, leverages, workers=args.workers, scheduler=args.scheduler)
+
+
+def command_report(args) -> int:
+    from .backtest import read_outputs
+    from .backtest.results import REPORT_HTML, write_files_atomically
+    from .report import render_report
+
+    rows, bundle = read_outputs(args.dir)
+    html = render_report(rows, bundle)
+    written = write_files_atomically(args.dir, {REPORT_HTML: html.encode("utf-8")})
+    print(f"report: {written[REPORT_HTML].resolve()}")
+    return EXIT_OK
+
+
+def command_demo() -> int:
+    """No arguments: sweep sma_cross over cached BTC-USD 1h data, or the synthetic series."""
+    from .data import DataError, load_ohlcv
+
+    print("No arguments given: running the demo, a leverage sweep of sma_cross "
+          f"({DEFAULT_SWEEP_LEVERAGES}x). See 'python run_backtest.py --help' for your own runs.")
+    try:
+        frame = load_ohlcv(DEMO_SYMBOL, interval=DEMO_INTERVAL, source="cache")
+    except DataError as error:
+        print(f"No usable cached {DEMO_SYMBOL} {DEMO_INTERVAL} data ({error}); using the "
+              "synthetic demo series instead.")
+        frame = load_ohlcv(DEMO_SYMBOL, interval=DEMO_INTERVAL, source="synthetic")
+    args = build_parser().parse_args(["sweep", "--out", str(DEFAULT_OUT / "demo")])
+    return _run_settings(args, parse_leverages(DEFAULT_SWEEP_LEVERAGES), workers=None,
+                         scheduler=None, frame=frame)
+
+
+# -- shared flow ----------------------------------------------------------------------------
+def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
+    from .backtest import BacktestConfig, default_workers, series_bundle, sweep, write_outputs
+    from .backtest.results import REPORT_HTML, prepare_output_dir
+    from .report import render_report
+
+    params = _strategy_params(args.strategy, args.param)
+    configs = [BacktestConfig(strategy=args.strategy, leverage=leverage, cash=args.cash,
+                              commission=args.commission,
+                              maintenance_margin_rate=args.maintenance_margin_rate,
+                              tiers=args.tiers,
+                              liquidation_fee_rate=args.liquidation_fee_rate,
+                              negative_balance=args.negative_balance, lot_size=args.lot_size,
+                              strategy_params=params) for leverage in leverages]
+    _check_tiers(args.tiers)
+    prepare_output_dir(args.out)                 # fail fast, before any work
+    if frame is None:
+        frame = load_frame(args)
+    _announce_data(frame)
+    needed = _min_bars(args.strategy, params)
+    if len(frame) < needed:
+        raise CliError(f"{args.strategy} needs at least {needed} bars with these params; the "
+                       f"data has {len(frame)}: widen --start/--end or shorten the look-back")
+    if len(configs) > 1:
+        backend = (f"dask scheduler {scheduler}" if scheduler else
+                   f"{min(workers or default_workers(), len(configs))} worker process(es)")
+        print(f"sweep: {len(configs)} settings on {backend}")
+    results = sweep(frame, configs, workers=workers, scheduler=scheduler)
+    rows = [result.row for result in results]
+    bundle = series_bundle(frame, results)
+    written = write_outputs(args.out, rows, bundle, render_report(rows, bundle))
+    print(run_summary(rows[0]) if len(rows) == 1 and not rows[0]["error"] else summary_table(rows))
+    for row in rows:
+        if row["error"]:
+            print(f"error: leverage {row['leverage']:g}x failed: {row['error']}", file=sys.stderr)
+    print(f"report: {written[REPORT_HTML].resolve()}  "
+          "(metrics.json, metrics.csv, series.npz beside it)")
+    return EXIT_SETTING_FAILED if any(row["error"] for row in rows) else EXIT_OK
+
+
+def _strategy_params(strategy: str, pairs) -> tuple:
+    """The --param pairs as a sorted tuple, checked against the strategy's params."""
+    from .strategies import get_strategy
+    params = dict(pairs)
+    try:
+        get_strategy(strategy).check_params(**params)
+    except ValueError as error:
+        raise CliError(f"--param: {strategy}: {error}") from None
+    return tuple(sorted(params.items()))
+
+
+def _min_bars(strategy: str, params: tuple) -> int:
+    from .strategies import get_strategy
+    return get_strategy(strategy).min_bars(**dict(params))
+
+
+def _check_tiers(tiers) -> None:
+    """Bad input if the tier table cannot be read (a leverage above its max fails that row)."""
+    if tiers is None:
+        return
+    from .broker import MarginBroker
+    try:
+        MarginBroker(tiers=tiers)
+    except (OSError, ValueError) as error:
+        raise CliError(f"--tiers {tiers}: {' '.join(str(error).split())}") from None
+
+
+def load_frame(args):
+    """The validated OHLCV frame the options ask for (one load, shared by every setting)."""
+    from .data import DataGapWarning, load_csv, load_ohlcv, resample_ohlcv, select_range
+
+    start, end = _timestamp(args.start, "--start"), _timestamp(args.end, "--end")
+    if start is not None and end is not None and start > end:
+        raise CliError(f"--start {args.start} is after --end {args.end}")
+    if args.csv is None:
+        return load_ohlcv(args.symbol or DEFAULT_SYMBOL, interval=args.interval or DEFAULT_INTERVAL,
+                          start=args.start, end=args.end, source=args.source)
+    windowed = start is not None or end is not None
+    with warnings.catch_warnings():
+        if windowed:  # gaps are reported for the window below, not for the whole file
+            warnings.simplefilter("ignore", DataGapWarning)
+        frame = load_csv(args.csv, format=args.format)
+    if args.interval:                            # coarser bars than the file's: aggregate them
+        frame = resample_ohlcv(frame, args.interval)
+    if windowed:                                 # [start, end), as load_ohlcv
+        frame = select_range(frame, start, end, label=Path(args.csv).name)
+        if frame.empty:
+            raise CliError(f"{args.csv} has no bars between {args.start} and {args.end}")
+    return frame
+
+
+def _timestamp(text, option):
+    import pandas as pd
+    if text is None:
+        return None
+    try:
+        stamp = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        raise CliError(f"{option}: not a date/time: {text!r} (use e.g. 2022-01-01 or "
+                       "2022-01-01T12:00)") from None
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _announce_data(frame) -> None:
+    attrs = frame.attrs
+    line = (f"data: {attrs.get('symbol')} {attrs.get('interval')} from {attrs.get('source')}, "
+            f"{frame.index[0]} -> {frame.index[-1]}, {len(frame)} bars")
+    print(line)
+    if attrs.get("synthetic"):
+        print("*" * 78 + "\n*** SYNTHETIC DATA: generated demo prices, not market history. "
+              "Results say\n*** nothing about any real asset. Use --csv FILE or --symbol "
+              "TICKER for real data.\n" + "*" * 78)
+
+
+def run_summary(row) -> str:
+    """Readable block for one setting: equity, return, risk, liquidations and deficits."""
+    from .report import format_value as fmt
+    lines = [
+        ("final equity", f"{fmt(row['final_value'], 'money')} (start {fmt(row['cash'], 'money')})"),
+        ("total return", f"{fmt(row['total_return'], 'percent')}   CAGR "
+                         f"{fmt(row['cagr'], 'percent')}"),
+        ("max drawdown", fmt(row["max_drawdown"], "percent")),
+        ("Sharpe / Sortino / Calmar", " / ".join(fmt(row[key], "ratio")
+                                                 for key in ("sharpe", "sortino", "calmar"))),
+        ("liquidations", f"{fmt(row['liquidations'], 'count')}   margin lost "
+                         f"{fmt(row['margin_lost'], 'money')}, fees "
+                         f"{fmt(row['liquidation_fees'], 'money')}, first after "
+                         f"{fmt(row['time_to_first_liquidation'], 'duration')}"),
+        ("deficits", f"{fmt(row['deficit'], 'money')}   absorbed "
+                     f"{fmt(row['absorbed_deficit'], 'money')}, worst wallet balance "
+                     f"{fmt(row['worst_balance'], 'money')}"),
+        ("worst margin ratio", fmt(row["worst_margin_ratio"], "ratio")),
+    ]
+    title = f"{row['strategy']} at {fmt(row['leverage'], 'leverage')}"
+    return "\n".join([title] + [f"  {label:<26}{text}" for label, text in lines])
+
+
+def summary_table(rows) -> str:
+    """Readable text table: one line per setting (leverage, equity, return, risk, liquidations)."""
+    from .report import format_value
+    header = (f"{'leverage':>9} {'final equity':>14} {'return':>10} {'max DD':>9} "
+              f"{'liquidations':>12} {'margin lost':>12} {'deficit':>10}  error")
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        lines.append(
+            f"{format_value(row['leverage'], 'leverage'):>9} "
+            f"{format_value(row['final_value'], 'money'):>14} "
+            f"{format_value(row['total_return'], 'percent'):>10} "
+            f"{format_value(row['max_drawdown'], 'percent'):>9} "
+            f"{format_value(row['liquidations'], 'count'):>12} "
+            f"{format_value(row['margin_lost'], 'money'):>12} "
+            f"{format_value(row['deficit'], 'money'):>10}  {row['error'] or ''}")
+    return "\n".join(lines)
+
+
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 a setting failed, 2 bad input)."""
+    from .backtest import OutputError, SchedulerError
+    from .data import DataError
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    previous_showwarning = warnings.showwarning
+    warnings.showwarning = _one_line_warnings
+    try:
+        if not argv:
+            return command_demo()
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            raise CliError("choose a command: run, sweep or report (see 'run_backtest.py --help')")
+        return args.handler(args)
+    except (CliError, DataError, OutputError, SchedulerError) as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        warnings.showwarning = previous_showwarning
+
+
+if __name__ == "__main__":
+    sys.exit(main())
