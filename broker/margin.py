@@ -319,3 +319,56 @@ def floor_to_lot(size: float, lot_size: float) -> float:
     if whole_lots == 0:
         return 0.0
     return math.copysign(round(whole_lots * lot_size, lot_decimals(lot_size)), size)
+
+
+# --------------------------------------------------------------------------
+# Funding of perpetual contracts
+# --------------------------------------------------------------------------
+# Binance USDⓈ-M "Introduction to Binance Futures Funding Rates" (funding rate
+# page), read 2026-12-01: Funding Amount = Nominal Value of Positions × Funding
+# Rate, Nominal Value = Mark Price × Size (USDⓈ-margined); a positive rate means
+# longs pay shorts, a negative one shorts pay longs; funding is exchanged every
+# 8 h at 00:00, 08:00 and 16:00 UTC, and only by positions open at that time.
+#
+# Isolated margin: the payment is taken from (or added to) the position's
+# isolated margin, so its liquidation price moves toward (or away from) the
+# mark price. Rule as stated on AscendEX's "What is position margin" support
+# page (isolated margin mode, read 2026-12-01); Bybit-style venues take it from
+# the available balance first, which this model does not do.
+
+FUNDING_INTERVAL_HOURS = 8          # hours between funding times (Binance default)
+SECONDS_PER_HOUR = 3600
+
+
+def funding_payment(side: int, size: float, mark_price: float, rate: float) -> float:
+    """Funding a position receives at one funding time, quote currency (negative = paid).
+
+    amount = -side * size * mark_price * rate: a long (side +1) pays
+    size * mark * rate when the rate is positive, a short receives it; with a
+    negative rate the flows reverse.
+
+    Inputs: side +1/-1, size in base units (>= 0), mark_price in quote per
+    base, rate a fraction per funding interval (0.0001 = 0.01 %).
+    Example: long 1 BTC marked at 100, rate 0.0001: -1 * 1 * 100 * 0.0001 = -0.01.
+    """
+    _check_side(side)
+    if size < 0:
+        raise ValueError(f"size must be >= 0 base units, got {size}")
+    return -side * size * mark_price * rate
+
+
+def funding_times(start_seconds: int, end_seconds: int,
+                  interval_hours: float = FUNDING_INTERVAL_HOURS) -> list[int]:
+    """Funding times in [start, end), POSIX seconds (UTC), every ``interval_hours``.
+
+    The grid is anchored at the UNIX epoch (00:00 UTC), so an 8 h interval
+    gives 00:00, 08:00 and 16:00 UTC, 4 h gives 00, 04, …, 20 and 1 h every
+    hour. An hourly bar [08:00, 09:00) holds one funding time (08:00), a daily
+    bar [00:00, 24:00) three, a bar [09:00, 10:00) none.
+    Raises ValueError when ``interval_hours`` is not > 0.
+    """
+    if not interval_hours > 0:
+        raise ValueError(f"funding interval must be > 0 hours, got {interval_hours}")
+    step = int(round(interval_hours * SECONDS_PER_HOUR))
+    first = -(-int(start_seconds) // step) * step      # ceiling to the grid
+    return list(range(first, int(end_seconds), step))

@@ -1,0 +1,64 @@
+"""Funding math of broker.margin, checked against hand-computed values."""
+from datetime import datetime, timezone
+
+import pytest
+
+from backtrader_leverage.broker import margin as mm
+
+LONG, SHORT = 1, -1
+SIZE = 1.0          # BTC
+MARK = 100.0        # quote per BTC
+RATE = 0.0001       # per 8 h
+
+
+def seconds(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp())
+
+
+def test_long_pays_and_short_receives_a_positive_rate():
+    # amount = -side * size * mark * rate = -1 * 1 * 100 * 0.0001 = -0.01 (paid)
+    assert mm.funding_payment(LONG, SIZE, MARK, RATE) == pytest.approx(-0.01)
+    assert mm.funding_payment(SHORT, SIZE, MARK, RATE) == pytest.approx(+0.01)
+
+
+def test_negative_rate_reverses_the_flow():
+    # 0.5 BTC short marked at 30000, rate -0.003 (2020-03-13 08:00): -(-1) * 0.5 * 30000 * -0.003 = -45
+    assert mm.funding_payment(SHORT, 0.5, 30_000.0, -0.003) == pytest.approx(-45.0)
+    assert mm.funding_payment(LONG, 0.5, 30_000.0, -0.003) == pytest.approx(+45.0)
+
+
+def test_flat_pays_nothing_and_bad_inputs_are_refused():
+    assert mm.funding_payment(LONG, 0.0, MARK, RATE) == 0.0
+    with pytest.raises(ValueError, match="side"):
+        mm.funding_payment(0, SIZE, MARK, RATE)
+    with pytest.raises(ValueError, match="size"):
+        mm.funding_payment(LONG, -1.0, MARK, RATE)
+
+
+def test_hourly_bars_hold_a_funding_time_only_at_00_08_16():
+    # one day of hourly bars [00:00, 24:00): funding at 00:00, 08:00 and 16:00
+    day = seconds("2024-01-01T00:00:00")
+    times = [t for hour in range(24)
+             for t in mm.funding_times(day + 3600 * hour, day + 3600 * (hour + 1))]
+    assert times == [day, day + 8 * 3600, day + 16 * 3600]
+    assert mm.funding_times(seconds("2024-01-01T09:00:00"), seconds("2024-01-01T10:00:00")) == []
+
+
+def test_a_daily_bar_holds_three_funding_times():
+    day = seconds("2024-01-01T00:00:00")
+    assert mm.funding_times(day, day + 86_400) == [day, day + 28_800, day + 57_600]
+
+
+def test_a_4h_interval_and_a_start_between_funding_times():
+    # [03:00, 13:00) with 4 h funding: 04:00, 08:00, 12:00
+    start, end = seconds("2024-01-01T03:00:00"), seconds("2024-01-01T13:00:00")
+    day = seconds("2024-01-01T00:00:00")
+    assert mm.funding_times(start, end, 4) == [day + 4 * 3600, day + 8 * 3600, day + 12 * 3600]
+    with pytest.raises(ValueError, match="interval"):
+        mm.funding_times(start, end, 0)
+
+
+def test_a_year_of_the_typical_rate_costs_about_11_percent_of_notional():
+    # 3 payments a day x 365 days x 0.0001 = 0.1095 of notional (the issue's "about 11 %")
+    year = sum(mm.funding_payment(LONG, SIZE, MARK, RATE) for _ in range(3 * 365))
+    assert year == pytest.approx(-0.1095 * SIZE * MARK)
