@@ -18,6 +18,9 @@ One bar, in this order (``next``):
 4. ``Close`` orders fill at the close, trailing stops move, the account is
    marked at the close.
 
+Under ``cerebro.replaydata`` each tick of a developing bar is such a "bar":
+every price above is the tick's (``data.tick_open`` …), as BackBroker reads it.
+
 Wallet flow reasons (``ledger``): ``margin_lock``, ``margin_release``,
 ``realized_pnl``, ``fee``, ``liquidation_return``, ``deficit``,
 ``add_margin``, ``deposit``.
@@ -41,9 +44,10 @@ NEGATIVE_BALANCE_POLICIES = ("absorb", "carry")
 class Tick(collections.namedtuple("Tick", "open high low close new_bar")):
     """Prices a feed moved through since the broker last looked, quote per base.
 
-    A new bar is its own OHLC. A replayed bar that developed further (same
-    length, new values) moved from the previous close to the new close,
-    through a new high or low only where the bar's extreme grew.
+    The tick backtrader just delivered (``data.tick_open/high/low/close``, as
+    BackBroker reads them): a new bar's own OHLC, or, on a replayed bar that
+    developed further at the same length, the OHLC of the lower-timeframe bar
+    that arrived — not the developing bar's open, a price already passed.
     """
 
 
@@ -101,6 +105,14 @@ def _resolve_tiers(tiers, maintenance_margin_rate):
             path = TIERS_FOLDER / f"{tiers}.json"
         return mm.load_tiers(path)
     return mm.validate_tiers(tiers)
+
+
+def _tick_prices(data):
+    """(open, high, low, close) of the tick ``data`` just delivered (the bar's own without one)."""
+    bar = (data.open[0], data.high[0], data.low[0], data.close[0])
+    tick = tuple(getattr(data, f"tick_{name}", None) for name in ("open", "high", "low", "close"))
+    return tuple(bar_price if tick_price is None else tick_price
+                 for bar_price, tick_price in zip(bar, tick))
 
 
 def _touch_price(order, segment_start, segment_end):
@@ -538,9 +550,8 @@ class MarginBroker(bt.brokers.BackBroker):
         if self.p.coc:
             self._fill_market_orders(cheat_on_close_only=True)
         for data, tick in ticks.items():
-            if tick.new_bar:
-                self._liquidate_on_gap(data)
-        self._fill_market_orders()
+            self._liquidate_on_gap(data, tick)
+        self._fill_market_orders(ticks=ticks)
         for data, tick in ticks.items():
             self._walk_price_path(data, tick)
         self._fill_close_orders()
@@ -558,18 +569,14 @@ class MarginBroker(bt.brokers.BackBroker):
         for data in self.cerebro.datas:
             if not len(data):
                 continue
-            seen = (len(data), data.open[0], data.high[0], data.low[0], data.close[0])
+            # a replayed bar is restamped by each tick: the stamp tells a new tick
+            seen = (len(data), data.datetime[0], data.open[0], data.high[0], data.low[0],
+                    data.close[0])
             last = self._last_seen.get(data)
             if seen == last:
                 continue
             self._last_seen[data] = seen
-            if last is None or last[0] != seen[0]:
-                ticks[data] = Tick(*seen[1:], new_bar=True)
-            else:
-                last_close = last[4]
-                high = seen[2] if seen[2] > last[2] else max(last_close, seen[4])
-                low = seen[3] if seen[3] < last[3] else min(last_close, seen[4])
-                ticks[data] = Tick(last_close, high, low, seen[4], new_bar=False)
+            ticks[data] = Tick(*_tick_prices(data), new_bar=last is None or last[0] != seen[0])
         return ticks
 
     def _expire_orders(self):
@@ -590,7 +597,8 @@ class MarginBroker(bt.brokers.BackBroker):
         elif order.status == Order.Completed:
             self._bracketize(order)
 
-    def _fill_market_orders(self, cheat_on_close_only=False):
+    def _fill_market_orders(self, cheat_on_close_only=False, ticks=None):
+        """Fill market (and historical) orders at the tick's open; ``ticks``: feed → Tick."""
         for order in list(self.pending):
             if order not in self.pending or not order.active() or \
                     order.exectype not in _OPEN_EXECTYPES:
@@ -605,8 +613,9 @@ class MarginBroker(bt.brokers.BackBroker):
             data = order.data
             if not cheat_on_close and not self.p.coo and data.datetime[0] <= order.created.dt:
                 continue  # market orders fill from the bar after their creation
+            tick = (ticks or {}).get(data) or Tick(*_tick_prices(data), new_bar=False)
             self._run_pending(order, lambda: self._try_exec_market(
-                order, data.open[0], data.high[0], data.low[0]))
+                order, tick.open, tick.high, tick.low))
 
     def _fill_close_orders(self):
         for order in list(self.pending):
@@ -694,11 +703,12 @@ class MarginBroker(bt.brokers.BackBroker):
     # ------------------------------------------------------------------
     # liquidation
     # ------------------------------------------------------------------
-    def _liquidate_on_gap(self, data):
+    def _liquidate_on_gap(self, data, tick):
+        """Liquidate at the tick's open when it opened past the liquidation price."""
         size = self.positions[data].size
         if size:
             level = self.liquidation_price(data)
-            open_ = data.open[0]
+            open_ = tick.open
             if (size > 0 and open_ <= level) or (size < 0 and open_ >= level):
                 self._liquidate(data, open_)
 
