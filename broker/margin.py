@@ -1,4 +1,4 @@
-"""Pure margin math for linear (USDⓈ-M style) perpetual futures, isolated margin.
+"""Pure margin math for linear (USDⓈ-M style) perpetual futures, isolated and cross margin.
 
 No backtrader here: every function takes all its inputs as arguments and
 returns numbers, so each formula lives in exactly one place and is tested by
@@ -27,6 +27,21 @@ implementation of it):
                                   / (size*mmr - side*size)
 * bankruptcy price        margin + side*size*(BP - entry) = 0
                           => BP = entry - side*margin/size
+
+Cross margin (Binance USDⓈ-M "How to Calculate Liquidation Price of USDⓈ-M
+Futures Contracts", binance.com/en/support/faq/b3c689c1f50a44cabb3a84e663b81d93,
+one-way mode, read 2026-12-01) is the same equation with the wallet in place of
+the isolated margin, less what the other positions need and plus what they gain:
+
+* cross liquidation price LP = (WB - TMM1 + UPNL1 + cum - side*size*entry)
+                                / (size*mmr - side*size)
+  with WB the wallet balance, TMM1 / UPNL1 the maintenance margin and
+  unrealized PnL of every *other* position (the page's symbols), each held at
+  its current price; the page's note on brackets applies as in isolated mode.
+* several feeds in one bar (this project's rule, see
+  ``cross_liquidation_theta``): every price moves linearly in one parameter
+  theta from its segment start to its segment end; the account is liquidated
+  at the first theta where WB + Σ uPnL <= Σ MM.
 """
 from __future__ import annotations
 
@@ -101,6 +116,41 @@ def bankruptcy_price(side: int, size: float, entry_price: float, margin: float) 
     if size <= 0:
         raise ValueError(f"size must be > 0 base units, got {size}")
     return max(entry_price - side * margin / size, 0.0)
+
+
+def cross_liquidation_price(side: int, size: float, entry_price: float,
+                            wallet_balance: float, other_maintenance_margin: float,
+                            other_unrealized_pnl: float, maintenance_margin_rate: float,
+                            maintenance_amount: float = 0.0) -> float:
+    """Cross-margin liquidation price of one position, the others held at their prices.
+
+    Binance USDⓈ-M "How to Calculate Liquidation Price of USDⓈ-M Futures
+    Contracts" (cross margin, one-way mode; read 2026-12-01):
+    LP = (WB - TMM1 + UPNL1 + cum - side*size*entry) / (size*mmr - side*size).
+
+    wallet_balance (WB), other_maintenance_margin (TMM1) and
+    other_unrealized_pnl (UPNL1) are quote currency; the other positions'
+    figures are at their current prices. It is the isolated formula with the
+    margin replaced by WB - TMM1 + UPNL1, the part of the account this
+    position can lose before the account reaches maintenance.
+
+    Example: the only position, WB 50, long 1 at 100, mmr 0.005:
+    LP = (50 - 100) / (0.005 - 1) = 50.2513. Clipped at 0 like the isolated
+    price (a long the wallet fully covers is never liquidated).
+    """
+    available = wallet_balance - other_maintenance_margin + other_unrealized_pnl
+    return liquidation_price(side, size, entry_price, available, maintenance_margin_rate,
+                             maintenance_amount)
+
+
+def cross_bankruptcy_price(side: int, size: float, entry_price: float, wallet_balance: float,
+                           other_unrealized_pnl: float) -> float:
+    """Price of this position at which WB + Σ uPnL is zero, the others held (quote per base).
+
+    entry - side*(WB + UPNL1)/size; clipped at 0. WB 50, long 1 at 100, no
+    other position: BP = 100 - 50 = 50.
+    """
+    return bankruptcy_price(side, size, entry_price, wallet_balance + other_unrealized_pnl)
 
 
 # --------------------------------------------------------------------------
@@ -209,6 +259,20 @@ def tiered_liquidation_price(side: int, size: float, entry_price: float, margin:
         index += step
 
 
+def tiered_cross_liquidation_price(side: int, size: float, entry_price: float,
+                                   wallet_balance: float, other_maintenance_margin: float,
+                                   other_unrealized_pnl: float,
+                                   tiers: Sequence[MarginTier]) -> tuple[float, MarginTier]:
+    """Cross liquidation price with the bracket that holds size*LP (see ``cross_liquidation_price``).
+
+    The bracket rule is the isolated one (``tiered_liquidation_price``), as
+    the Binance page says for both modes: the tier is that of the notional at
+    the liquidation price. Returns (price in quote per base, bracket used).
+    """
+    available = wallet_balance - other_maintenance_margin + other_unrealized_pnl
+    return tiered_liquidation_price(side, size, entry_price, available, tiers)
+
+
 def position_maintenance_margin(size: float, price: float,
                                 tiers: Sequence[MarginTier]) -> float:
     """Maintenance margin (quote) of ``size`` base units marked at ``price``, by its bracket."""
@@ -298,6 +362,159 @@ def liquidation_outcome(side: int, size: float, entry_price: float, margin: floa
     returned = max(0.0, remaining - fee)
     return LiquidationOutcome(fee=fee, returned=returned,
                               margin_lost=margin - returned, deficit=deficit)
+
+
+# --------------------------------------------------------------------------
+# Cross margin: the whole account at once
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CrossLeg:
+    """One open position of a cross account on one straight piece of price path.
+
+    side +1/-1; size > 0 base units; entry_price, start_price, end_price in
+    quote per base: the feed's price is start + theta*(end - start) for
+    theta in [0, 1]; tiers: that feed's bracket table.
+    """
+    side: int
+    size: float
+    entry_price: float
+    start_price: float
+    end_price: float
+    tiers: tuple
+
+    def price(self, theta: float) -> float:
+        """The feed's price at ``theta`` (quote per base)."""
+        return self.start_price + theta * (self.end_price - self.start_price)
+
+
+def cross_margin_surplus(wallet_balance: float, legs: Sequence[CrossLeg], theta: float) -> float:
+    """Margin balance minus total maintenance at ``theta``, quote currency.
+
+    WB + Σ side*size*(price - entry) - Σ MM(size*price), each MM by its own
+    bracket table; the account is liquidated where this is <= 0.
+    """
+    surplus = wallet_balance
+    for leg in legs:
+        price = leg.price(theta)
+        surplus += unrealized_pnl(leg.side, leg.size, leg.entry_price, price)
+        surplus -= position_maintenance_margin(leg.size, price, leg.tiers)
+    return surplus
+
+
+def _bracket_edges_theta(leg: CrossLeg, start: float) -> list[float]:
+    """Thetas in (start, 1) where the leg's notional crosses a bracket edge."""
+    move = leg.size * (leg.end_price - leg.start_price)
+    if not move:
+        return []
+    edges = []
+    for tier in leg.tiers[1:]:
+        theta = (tier.notional_floor - leg.size * leg.start_price) / move
+        if start < theta < 1.0:
+            edges.append(theta)
+    return edges
+
+
+def cross_liquidation_theta(wallet_balance: float, legs: Sequence[CrossLeg],
+                            start: float = 0.0) -> float | None:
+    """First theta in [start, 1] where the cross account reaches maintenance, or None.
+
+    This project's rule for several feeds in one bar (the exchange never has
+    to choose: it sees prices in time): all feeds move together, linearly in
+    one parameter theta, from their segment starts to their ends. Between two
+    bracket edges every maintenance margin is linear in theta, so
+    ``cross_margin_surplus`` is linear there and its root is solved exactly;
+    the brackets are stepped edge by edge from ``start``, as the isolated
+    liquidation price steps them. A surplus already <= 0 at ``start`` returns
+    ``start`` (a gap when start is 0: every position fills at its open).
+
+    With one leg from its open to its adverse extreme the price at the
+    returned theta is the cross liquidation price. Example: WB 50, long 1 at
+    100, open 100, low 40, mmr 0.005: surplus(theta) = 50 + (100 - 60*theta
+    - 100) - 0.005*(100 - 60*theta) = 49.5 - 59.7*theta, root 0.829146 ->
+    price 100 - 60*0.829146 = 50.2513.
+    """
+    breakpoints = sorted({edge for leg in legs for edge in _bracket_edges_theta(leg, start)})
+    low = start
+    low_surplus = cross_margin_surplus(wallet_balance, legs, low)
+    if low_surplus <= 0:
+        return low
+    for high in breakpoints + [1.0]:
+        # brackets are those of the segment's midpoint: fixed inside it
+        middle = (low + high) / 2
+        slope = _surplus_slope(legs, middle)
+        high_surplus = low_surplus + slope * (high - low)
+        if high_surplus <= 0:
+            return low + low_surplus / -slope
+        low, low_surplus = high, cross_margin_surplus(wallet_balance, legs, high)
+        if low_surplus <= 0:  # a bracket edge where the table's deduction jumps
+            return low
+    return None
+
+
+def _surplus_slope(legs: Sequence[CrossLeg], theta: float) -> float:
+    """d(surplus)/d(theta) with every bracket fixed at those holding the notionals at theta."""
+    slope = 0.0
+    for leg in legs:
+        move = leg.end_price - leg.start_price
+        rate = tier_for_notional(leg.tiers, leg.size * leg.price(theta)).maintenance_margin_rate
+        slope += leg.side * leg.size * move - leg.size * move * rate
+    return slope
+
+
+@dataclass(frozen=True)
+class CrossLiquidationShare:
+    """One position's part of a cross liquidation, quote currency.
+
+    pnl: its realized PnL at the fill (signed); fee, margin_lost, deficit: its
+    share (>= 0) of the account's clearance fee, wallet lost and deficit.
+    """
+    pnl: float
+    fee: float
+    margin_lost: float
+    deficit: float
+
+
+def cross_liquidation_split(wallet_balance: float, pnls: Sequence[float],
+                            maintenance_margins: Sequence[float], notionals: Sequence[float],
+                            liquidation_fee_rate: float | None) -> list[CrossLiquidationShare]:
+    """Split a cross liquidation that closes every position at once.
+
+    Inputs per position (same order): pnl at the fill, maintenance margin and
+    notional at the fill (quote). remaining = WB + Σ pnl is the account after
+    the closes.
+
+    * Exchange style (rate None): the account loses its whole remaining
+      balance, which is the clearance fee (the cross analogue of losing the
+      whole isolated margin). With a rate x: fee = min(x * Σ notional, remaining).
+    * deficit = max(0, -remaining): the loss beyond the whole wallet (only the
+      new debt when WB was already negative).
+    * wallet lost = WB - max(0, remaining - fee) (the wallet down to zero at most).
+
+    Fee, wallet lost and deficit are split over the positions in proportion
+    to their maintenance margin at the fill (equally when all are 0).
+    Example: WB 100, pnls -80 and +30, MM 1 and 3, rate None: remaining 50 =
+    fee; shares 12.5 and 37.5; wallet lost 100 split 25 / 75; no deficit.
+    """
+    remaining = wallet_balance + sum(pnls)
+    # a wallet already below zero ('carry') counts only the new debt as deficit
+    deficit = max(0.0, -remaining) - max(0.0, -wallet_balance)
+    deficit = max(0.0, deficit)
+    positive = max(0.0, remaining)
+    if liquidation_fee_rate is None:
+        fee = positive
+    else:
+        fee = min(liquidation_fee_rate * sum(notionals), positive)
+    wallet_lost = max(0.0, max(0.0, wallet_balance) - (positive - fee))
+    total_weight = sum(maintenance_margins)
+    count = len(pnls)
+    shares = []
+    for pnl, weight in zip(pnls, maintenance_margins):
+        part = weight / total_weight if total_weight > 0 else 1.0 / count
+        shares.append(CrossLiquidationShare(pnl=pnl, fee=fee * part,
+                                            margin_lost=wallet_lost * part,
+                                            deficit=deficit * part))
+    return shares
 
 
 def lot_decimals(lot_size: float) -> int:
