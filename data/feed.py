@@ -25,6 +25,7 @@ import pandas as pd
 
 from .errors import DataError
 from .intervals import infer_interval_seconds, interval_to_timeframe, seconds_to_interval
+from .validate import OHLCV_COLUMNS, validate_ohlcv
 
 # date(1970, 1, 1).toordinal(): backtrader day numbers are proleptic ordinals.
 UNIX_EPOCH_ORDINAL = 719163
@@ -81,6 +82,14 @@ def _column_arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _validate_arrays(arrays: dict[str, np.ndarray], index: pd.DatetimeIndex) -> None:
+    """The loaders' rules (finite, prices > 0, high/low around the body): one DataError."""
+    utc_index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    view = pd.DataFrame({column: arrays[column] for column in OHLCV_COLUMNS}, index=utc_index,
+                        copy=False)
+    validate_ohlcv(view, "ArrayFeed")
+
+
 def _rebuild_feed(feed_class, frame, params):
     """Unpickling hook: a fresh feed from its frame and parameters."""
     return feed_class(dataname=frame, **params)
@@ -111,6 +120,7 @@ class ArrayFeed(bt.feed.DataBase):
             raise DataError("ArrayFeed: timestamps must be strictly increasing "
                             "(validate the frame with data.load_csv / load_ohlcv first)")
         self._arrays = _column_arrays(frame)
+        _validate_arrays(self._arrays, frame.index)
         self._arrays["datetime"] = bt_date_numbers(frame.index)
         self._row_count = len(frame)
         self._resolve_timeframe(frame)

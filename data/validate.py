@@ -1,8 +1,10 @@
 """Validation of OHLCV frames at the boundary, and the missing-bar report.
 
 A frame is valid when it has a UTC ``DatetimeIndex`` that is strictly
-increasing, float columns ``open high low close volume`` with no NaN, prices
-> 0, volume >= 0, ``high >= max(open, close)`` and ``low <= min(open, close)``.
+increasing, float columns ``open high low close volume`` with no NaN and no
+infinity, prices > 0 and at most ``MAX_PRICE`` (beyond, margin arithmetic
+overflows to inf), volume >= 0, ``high >= max(open, close)`` and
+``low <= min(open, close)``.
 The first violation raises one :class:`DataError` naming the source (file
 name or ``yfinance BTC-USD 1h``), the file line when known, the data row
 (1-based) and its timestamp.  Nothing is sorted, dropped or filled.
@@ -23,6 +25,9 @@ from .intervals import _index_unit_to_ns
 
 OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
+# Quote per base. No traded asset comes near it (BTC in Indonesian rupiah is ~1e9);
+# notional × leverage × a few bars of a 1e308 price overflows a float64 to inf.
+MAX_PRICE = 1e15
 
 
 def describe_row(frame: pd.DataFrame, position: int, source: str,
@@ -81,6 +86,7 @@ def validate_ohlcv(frame: pd.DataFrame, source: str, first_line: int | None = No
     values = {column: frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
               for column in OHLCV_COLUMNS}
     _check_nan(frame, values, source, first_line)
+    _check_finite(frame, values, source, first_line)
     _check_signs(frame, values, source, first_line)
     _check_high_low(frame, values, source, first_line)
     _check_order(frame, source, first_line)
@@ -99,19 +105,40 @@ def _check_nan(frame, values, source, first_line) -> None:
                         f"NaN in column '{column}' (drop or fix the row; nothing is filled)")
 
 
-def _check_signs(frame, values, source, first_line) -> None:
-    """Prices must be > 0 and volume >= 0; report the earliest offending row."""
+def _first_offence(values, columns, is_bad):
+    """(row position, column) of the earliest row where ``is_bad(column, array)``, or None."""
     first = None
-    for column in PRICE_COLUMNS + ("volume",):
-        bad = values[column] < 0 if column == "volume" else values[column] <= 0
-        position = _first_true(bad)
+    for column in columns:
+        position = _first_true(is_bad(column, values[column]))
         if position is not None and (first is None or position < first[0]):
             first = (position, column)
+    return first
+
+
+def _check_finite(frame, values, source, first_line) -> None:
+    """No +inf or -inf in any OHLCV column."""
+    first = _first_offence(values, OHLCV_COLUMNS, lambda column, array: np.isinf(array))
     if first is not None:
         position, column = first
-        rule = "volume must be >= 0" if column == "volume" else "prices must be > 0"
         raise DataError(f"{describe_row(frame, position, source, first_line)}: "
-                        f"{column} is {float(values[column][position])!r} ({rule})")
+                        f"{column} is {float(values[column][position])!r} (not a finite number; "
+                        "drop or fix the row)")
+
+
+def _check_signs(frame, values, source, first_line) -> None:
+    """Prices must be in (0, MAX_PRICE] and volume >= 0; report the earliest offending row."""
+    first = _first_offence(
+        values, PRICE_COLUMNS + ("volume",),
+        lambda column, array: array < 0 if column == "volume" else
+        (array <= 0) | (array > MAX_PRICE))
+    if first is not None:
+        position, column = first
+        value = float(values[column][position])
+        rule = ("volume must be >= 0" if column == "volume" else
+                "prices must be > 0" if value <= 0 else
+                f"prices must be at most {MAX_PRICE:g} quote per base; check the file's units")
+        raise DataError(f"{describe_row(frame, position, source, first_line)}: "
+                        f"{column} is {value!r} ({rule})")
 
 
 def _check_high_low(frame, values, source, first_line) -> None:
