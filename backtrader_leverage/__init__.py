@@ -28,7 +28,8 @@ from .analyzers import (LiquidationAnalyzer, MarginAnalyzer, NegativeBalanceAnal
                         RiskAnalyzer)
 from .broker import MarginBroker  # noqa: E402
 from .data import ArrayFeed, DataError, load_csv, load_ohlcv  # noqa: E402
+from .backtest import ruin  # noqa: E402
 
 __all__ = ["__version__", "MarginBroker", "LiquidationAnalyzer", "MarginAnalyzer",
            "NegativeBalanceAnalyzer", "RiskAnalyzer", "load_csv", "load_ohlcv", "ArrayFeed",
-           "DataError"]
+           "DataError", "ruin"]

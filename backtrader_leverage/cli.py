@@ -1,11 +1,12 @@
 #!/usr/bin/env python
 """Leveraged crypto backtests from the command line: run, sweep leverages, build the risk report.
 
-Usage (every option: ``python run_backtest.py {run,sweep,report} --help``)::
+Usage (every option: ``python run_backtest.py {run,sweep,ruin,report} --help``)::
 
     python run_backtest.py                      # demo: sweep of sma_cross, cached or synthetic data
     python run_backtest.py run   --csv FILE --leverage 5 --out out/run
     python run_backtest.py sweep --csv FILE --leverage 1,2,3,5,10,20 --out out/sweep
+    python run_backtest.py ruin  --csv FILE --strategy buy_hold --paths 200 --out out/ruin
     python run_backtest.py report out/sweep     # rebuild report.html from the folder alone
 
 Output folder: ``report.html``, ``metrics.json`` (a list, one object per setting),
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -113,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Leveraged crypto backtests with an isolated-margin broker: run one setting, sweep "
         "leverages in parallel, and write a self-contained HTML risk report. With no "
         "arguments: a demo sweep of sma_cross over cached or synthetic BTC-USD 1h data."))
-    commands = parser.add_subparsers(dest="command", metavar="{run,sweep,report}")
+    commands = parser.add_subparsers(dest="command", metavar="{run,sweep,ruin,report}")
     common = _Parser(add_help=False)
     _add_data_options(common)
     _add_account_options(common, sorted(STRATEGIES))
@@ -143,12 +145,66 @@ def build_parser() -> argparse.ArgumentParser:
                        "'pip install distributed'; workers must import this project)")
     sweep.set_defaults(handler=command_sweep)
 
+    _add_ruin_parser(commands, common)
+
     report = commands.add_parser("report", help="rebuild report.html from an output folder",
                                  description="Rebuild DIR/report.html from DIR/metrics.json "
                                  "and DIR/series.npz, without re-running anything.")
     report.add_argument("dir", type=Path, metavar="DIR", help="output folder of run or sweep")
     report.set_defaults(handler=command_report)
     return parser
+
+
+def _whole_number(low: int):
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text!r}")
+        return value
+    return convert
+
+
+def _open_fraction(text: str) -> float:
+    value = _fraction(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), got {text!r}")
+    return value
+
+
+def _add_ruin_parser(commands, common) -> None:
+    from .backtest.ruin import (DEFAULT_BLOCK_HOURS, DEFAULT_PATHS, DEFAULT_RUIN_LEVEL,
+                                DEFAULT_SEED)
+    ruin = commands.add_parser(
+        "ruin", parents=[common], help="Monte Carlo probability of liquidation and ruin",
+        description="The strategy on many synthetic histories (a stationary block bootstrap "
+        "of the data's bars, the same paths for every leverage): per leverage the "
+        "probability of a liquidation and of ruin with Wilson 95%% intervals, and "
+        "percentiles of the final equity. Writes ruin.json, ruin.csv, ruin.npz and "
+        "report.html.")
+    ruin.add_argument("--leverage", default=DEFAULT_SWEEP_LEVERAGES, metavar="LIST",
+                      help=f"comma-separated leverages (default {DEFAULT_SWEEP_LEVERAGES})")
+    ruin.add_argument("--paths", type=_whole_number(1), default=DEFAULT_PATHS, metavar="N",
+                      help=f"synthetic paths per leverage (default {DEFAULT_PATHS})")
+    ruin.add_argument("--block-hours", type=_positive_float, default=DEFAULT_BLOCK_HOURS,
+                      metavar="B", help="mean block length of the bootstrap in hours, "
+                      f"whatever the bar interval (default {DEFAULT_BLOCK_HOURS:g})")
+    ruin.add_argument("--seed", type=_whole_number(0), default=DEFAULT_SEED, metavar="S",
+                      help=f"random seed; the same seed gives the same files (default "
+                      f"{DEFAULT_SEED})")
+    ruin.add_argument("--ruin-level", type=_open_fraction, default=DEFAULT_RUIN_LEVEL,
+                      metavar="F", help="ruin = equity below F x starting cash at any bar "
+                      f"(default {DEFAULT_RUIN_LEVEL:g})")
+    ruin.add_argument("--out", type=Path, default=DEFAULT_OUT / "ruin", metavar="DIR",
+                      help="output folder (default out/ruin)")
+    ruin.add_argument("--workers", type=int, default=None, metavar="N",
+                      help="worker processes (default: number of cores; 1 = in this process; "
+                      "ignored with --scheduler)")
+    ruin.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the tasks on a "
+                      "dask.distributed scheduler instead of local processes")
+    ruin.set_defaults(handler=command_ruin)
 
 
 def _add_data_options(common) -> None:
@@ -214,13 +270,68 @@ def command_sweep(args) -> int:
     return _run_settings(args, leverages, workers=args.workers, scheduler=args.scheduler)
 
 
+def command_ruin(args) -> int:
+    """Bootstrap paths, run every leverage on them, write ruin.json/.csv/.npz and the report."""
+    from .backtest import BacktestConfig, default_workers
+    from .backtest.results import REPORT_HTML, prepare_output_dir, write_files_atomically
+    from .backtest.ruin import ruin, ruin_payloads, ruin_table
+    from .backtest.single import make_broker
+    from .report.ruin import render_ruin_report
+
+    leverages = parse_leverages(args.leverage)
+    if args.workers is not None and args.workers < 1:
+        raise CliError(f"--workers must be >= 1, got {args.workers}")
+    params = _strategy_params(args.strategy, args.param)
+    configs = [BacktestConfig(strategy=args.strategy, leverage=leverage, cash=args.cash,
+                              commission=args.commission,
+                              maintenance_margin_rate=args.maintenance_margin_rate,
+                              tiers=args.tiers, liquidation_fee_rate=args.liquidation_fee_rate,
+                              negative_balance=args.negative_balance, lot_size=args.lot_size,
+                              strategy_params=params) for leverage in leverages]
+    _check_tiers(args.tiers)
+    for config in configs:
+        try:
+            config.validate()
+            make_broker(config)          # a leverage above the tier table's maximum fails here
+        except ValueError as error:
+            raise CliError(f"--leverage {config.leverage:g}: {error}") from None
+    prepare_output_dir(args.out)
+    frame = load_frame(args)
+    _announce_data(frame)
+    needed = _min_bars(args.strategy, params)
+    if len(frame) < max(needed, 2):
+        raise CliError(f"{args.strategy} needs at least {max(needed, 2)} bars with these "
+                       f"params; the data has {len(frame)}: widen --start/--end")
+    backend = (f"dask scheduler {args.scheduler}" if args.scheduler else
+               f"{args.workers or default_workers()} worker process(es)")
+    print(f"ruin: {args.paths} paths x {len(configs)} leverages, mean block "
+          f"{args.block_hours:g} h, seed {args.seed}, on {backend}")
+    started = time.perf_counter()
+    result = ruin(frame, configs, paths=args.paths, block_hours=args.block_hours,
+                  seed=args.seed, ruin_level=args.ruin_level, workers=args.workers,
+                  scheduler=args.scheduler)
+    seconds = time.perf_counter() - started
+    payloads = ruin_payloads(result)
+    payloads[REPORT_HTML] = render_ruin_report(result).encode("utf-8")
+    written = write_files_atomically(args.out, payloads)
+    print(ruin_table(result.rows, ruin_level=args.ruin_level))
+    print(f"{args.paths * len(configs)} backtests of {len(frame)} bars in {seconds:.1f} s")
+    print(f"report: {written[REPORT_HTML].resolve()}  (ruin.json, ruin.csv, ruin.npz beside it)")
+    return EXIT_OK
+
+
 def command_report(args) -> int:
     from .backtest import read_outputs
     from .backtest.results import REPORT_HTML, write_files_atomically
     from .report import render_report
 
-    rows, bundle = read_outputs(args.dir)
-    html = render_report(rows, bundle)
+    if not (args.dir / "metrics.json").exists() and (args.dir / "ruin.json").exists():
+        from .backtest.ruin import read_ruin
+        from .report.ruin import render_ruin_report
+        html = render_ruin_report(read_ruin(args.dir))
+    else:
+        rows, bundle = read_outputs(args.dir)
+        html = render_report(rows, bundle)
     written = write_files_atomically(args.dir, {REPORT_HTML: html.encode("utf-8")})
     print(f"report: {written[REPORT_HTML].resolve()}")
     return EXIT_OK
@@ -405,6 +516,7 @@ def _one_line_warnings(message, category, filename, lineno, file=None, line=None
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 a setting failed, 2 bad input)."""
     from .backtest import OutputError, SchedulerError
+    from .backtest.ruin import RuinError
     from .data import DataError
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -415,11 +527,15 @@ def main(argv: list[str] | None = None) -> int:
             return command_demo()
         args = build_parser().parse_args(argv)
         if args.command is None:
-            raise CliError("choose a command: run, sweep or report (see 'run_backtest.py --help')")
+            raise CliError("choose a command: run, sweep, ruin or report (see "
+                           "'run_backtest.py --help')")
         return args.handler(args)
     except (CliError, DataError, OutputError, SchedulerError) as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RuinError as error:
+        print(f"error: {' '.join(str(error).split())} (nothing was written)", file=sys.stderr)
+        return EXIT_SETTING_FAILED
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
