@@ -423,6 +423,7 @@ def _check_tiers(tiers) -> None:
 
 def load_frame(args):
     """The validated OHLCV frame the options ask for (one load, shared by every setting)."""
+    import pandas as pd
     from .data import DataGapWarning, load_csv, load_ohlcv, resample_ohlcv, select_range
 
     start, end = _timestamp(args.start, "--start"), _timestamp(args.end, "--end")
@@ -436,12 +437,15 @@ def load_frame(args):
         if windowed:  # gaps are reported for the window below, not for the whole file
             warnings.simplefilter("ignore", DataGapWarning)
         frame = load_csv(args.csv, format=args.format)
-    if args.interval:                            # coarser bars than the file's: aggregate them
-        frame = resample_ohlcv(frame, args.interval)
-    if windowed:                                 # [start, end), as load_ohlcv
+    if windowed:                                 # [start, end), as load_ohlcv, before resampling
         frame = select_range(frame, start, end, label=Path(args.csv).name)
-        if frame.empty:
-            raise CliError(f"{args.csv} has no bars between {args.start} and {args.end}")
+    if args.interval:                            # coarser bars than the file's: aggregate them
+        frame = resample_ohlcv(frame, args.interval, start=start, end=end)
+        for partial in frame.attrs["dropped_partial_bars"]:
+            print(f"note: dropped the partial {frame.attrs['interval']} bar at "
+                  f"{pd.Timestamp(partial)} (--start/--end cut it short)")
+    if windowed and frame.empty:
+        raise CliError(f"{args.csv} has no bars between {args.start} and {args.end}")
     return frame
 
 
