@@ -18,12 +18,19 @@ One bar, in this order (``next``):
 4. ``Close`` orders fill at the close, trailing stops move, the account is
    marked at the close.
 
+In cross margin (``margin_mode="cross"``) steps 1 and 3 are account-wide:
+the gap liquidates every position at its open when the account opens at or
+below maintenance, and the intrabar phase walks the paths of all feeds
+together, segment by segment, in one parameter θ (``_walk_cross_paths``).
+
 Under ``cerebro.replaydata`` each tick of a developing bar is such a "bar":
 every price above is the tick's (``data.tick_open`` …), as BackBroker reads it.
 
 Wallet flow reasons (``ledger``): ``margin_lock``, ``margin_release``,
 ``realized_pnl``, ``fee``, ``liquidation_return``, ``deficit``,
-``add_margin``, ``deposit``.
+``add_margin``, ``deposit``; in cross mode ``cross_liquidation`` (one per
+closed position: its PnL at the fill, less its clearance fee, plus the
+deficit share the insurance fund absorbs).
 """
 from __future__ import annotations
 
@@ -41,6 +48,7 @@ from .events import CashFlow, LiquidationEvent, NegativeBalanceEpisode
 
 TIERS_FOLDER = Path(str(importlib.resources.files(__package__) / "tiers"))
 NEGATIVE_BALANCE_POLICIES = ("absorb", "carry")
+MARGIN_MODES = ("isolated", "cross")
 class Tick(collections.namedtuple("Tick", "open high low close new_bar")):
     """Prices a feed moved through since the broker last looked, quote per base.
 
@@ -161,6 +169,15 @@ class MarginBroker(bt.brokers.BackBroker):
       price: 'absorb' = the insurance fund, 'carry' = the wallet, which may
       go negative (orders adding exposure are then rejected).
     - ``lot_size`` (0.001): order sizes are floored to this many base units.
+    - ``margin_mode`` ('isolated'): 'isolated' locks margin per position;
+      'cross' shares the wallet: no margin is locked, opening needs Σ initial
+      margin (notional / leverage, the new order included) <= wallet + Σ
+      unrealized PnL − fees, and the whole account is liquidated when wallet
+      + Σ unrealized PnL <= Σ maintenance margin (Binance USDⓈ-M cross
+      margin).
+
+    Per-feed tier tables: ``set_tiers(data, tiers)`` (the ``tiers`` param is
+    the default of every feed), in both modes.
 
     Public state: ``liquidations`` (list of ``LiquidationEvent``),
     ``negative_balance_episodes``, ``insurance_fund`` (quote currency:
@@ -174,6 +191,7 @@ class MarginBroker(bt.brokers.BackBroker):
         ("liquidation_fee_rate", None),
         ("negative_balance", "absorb"),
         ("lot_size", 0.001),
+        ("margin_mode", "isolated"),
     )
 
     def __init__(self):
@@ -186,6 +204,10 @@ class MarginBroker(bt.brokers.BackBroker):
             raise ValueError(f"lot_size must be > 0 base units, got {self.p.lot_size}")
         if self.p.liquidation_fee_rate is not None and self.p.liquidation_fee_rate < 0:
             raise ValueError("liquidation_fee_rate must be None or >= 0")
+        if self.p.margin_mode not in MARGIN_MODES:
+            raise ValueError(f"margin_mode must be one of {MARGIN_MODES}, got {self.p.margin_mode!r}")
+        self._cross = self.p.margin_mode == "cross"
+        self._tiers_by_data = {}
         self._check_leverage(self.p.leverage, "leverage param")
         self._size_decimals = mm.lot_decimals(self.p.lot_size)
         # Survives init(), which cerebro.run() calls again: set_leverage before run.
@@ -235,7 +257,8 @@ class MarginBroker(bt.brokers.BackBroker):
         Raises ValueError when it is <= 0, above the tier table's maximum,
         or while the feed has an open position.
         """
-        self._check_leverage(leverage, f"leverage for {self._feed_name(data)}")
+        self._check_leverage(leverage, f"leverage for {self._feed_name(data)}",
+                             self._tiers_for(data))
         if self.getposition(data).size:
             raise ValueError(f"cannot change leverage of {self._feed_name(data)} while a "
                              "position is open: close it first")
@@ -256,8 +279,30 @@ class MarginBroker(bt.brokers.BackBroker):
             return float(comminfo.p.leverage)
         return float(self.p.leverage)
 
-    def _check_leverage(self, leverage, what):
-        max_leverage = self._tiers[0].max_leverage
+    def set_tiers(self, data, tiers):
+        """Use the bracket table ``tiers`` for ``data`` (same forms as the ``tiers`` param).
+
+        A name in ``broker/tiers`` (``'binance_ethusdt_perp'``), a JSON/CSV
+        path, or a sequence of ``MarginTier``. Raises ValueError on a bad
+        table, while the feed has an open position, or when the feed's
+        leverage is above the table's maximum.
+        """
+        table = _resolve_tiers(tiers, self.p.maintenance_margin_rate)
+        if self.getposition(data).size:
+            raise ValueError(f"cannot change the tiers of {self._feed_name(data)} while a "
+                             "position is open: close it first")
+        self._check_leverage(self.get_leverage(data), f"leverage of {self._feed_name(data)}", table)
+        self._tiers_by_data[data] = table
+
+    def tiers_for(self, data):
+        """The bracket table (tuple of ``MarginTier``) ``data`` uses."""
+        return self._tiers_for(data)
+
+    def _tiers_for(self, data):
+        return self._tiers_by_data.get(data, self._tiers)
+
+    def _check_leverage(self, leverage, what, tiers=None):
+        max_leverage = (tiers or self._tiers)[0].max_leverage
         if not (isinstance(leverage, (int, float)) and math.isfinite(leverage) and leverage > 0):
             raise ValueError(f"{what} must be a number > 0, got {leverage!r}")
         if leverage > max_leverage:
@@ -268,8 +313,18 @@ class MarginBroker(bt.brokers.BackBroker):
     # public queries
     # ------------------------------------------------------------------
     def position_margin(self, data):
-        """Isolated margin of ``data``'s position, quote currency (0.0 when flat)."""
-        return self._margins[data] if self.getposition(data).size else 0.0
+        """Isolated margin of ``data``'s position, quote currency (0.0 when flat).
+
+        Cross mode locks nothing; this is then the part of the account the
+        position can lose before the account reaches maintenance, WB −
+        MM_others + uPnL_others (the margin term of the cross liquidation
+        price), so margin + uPnL vs maintenance reads as in isolated mode.
+        """
+        if not self.getposition(data).size:
+            return 0.0
+        if self._cross:
+            return self._cross_available(data, self._cross_prices())
+        return self._margins[data]
 
     def maintenance_margin(self, data, price=None):
         """Maintenance margin of ``data``'s position at ``price`` (default: the close), quote."""
@@ -277,13 +332,15 @@ class MarginBroker(bt.brokers.BackBroker):
         if not size:
             return 0.0
         price = data.close[0] if price is None else price
-        return mm.position_maintenance_margin(size, price, self._tiers)
+        return mm.position_maintenance_margin(size, price, self._tiers_for(data))
 
     def liquidation_price(self, data):
         """Liquidation price of ``data``'s position (quote per base), None when flat."""
         position = self.getposition(data)
         if not position.size:
             return None
+        if self._cross:
+            return self._cross_liquidation_price(data, self._cross_prices())
         # asked several times a bar (gap, each path segment, analyzers): recompute on change only
         state = (position.size, position.price, self._margins[data])
         cached = self._liquidation_price_cache.get(data)
@@ -291,12 +348,15 @@ class MarginBroker(bt.brokers.BackBroker):
             return cached[1]
         side = 1 if position.size > 0 else -1
         price, _tier = mm.tiered_liquidation_price(side, abs(position.size), position.price,
-                                                   self._margins[data], self._tiers)
+                                                   self._margins[data], self._tiers_for(data))
         self._liquidation_price_cache[data] = (state, price)
         return price
 
     def add_margin(self, data, amount):
         """Move ``amount`` (quote, > 0) from the wallet into ``data``'s isolated margin."""
+        if self._cross:
+            raise ValueError("add_margin is for isolated margin: in cross mode the whole "
+                             "wallet already backs every position")
         if not self.getposition(data).size:
             raise ValueError(f"{self._feed_name(data)} has no open position to add margin to")
         if not amount > 0:
@@ -339,7 +399,7 @@ class MarginBroker(bt.brokers.BackBroker):
             state = simulated.get(data) or (self.positions[data].size, self.positions[data].price,
                                             self._margins[data])
             plan = self._plan_fill(data, order.executed.remsize, order.created.price,
-                                   *state, wallet)
+                                   *state, wallet, others=simulated)
             if plan.rejection:
                 self._refuse(order)
                 continue
@@ -368,8 +428,13 @@ class MarginBroker(bt.brokers.BackBroker):
     def _snap(self, size):
         return round(size, self._size_decimals) + 0.0
 
-    def _plan_fill(self, data, size, price, position_size, entry_price, position_margin, wallet):
-        """Money of filling ``size`` (signed base units) at ``price``; nothing is changed."""
+    def _plan_fill(self, data, size, price, position_size, entry_price, position_margin, wallet,
+                   others=None):
+        """Money of filling ``size`` (signed base units) at ``price``; nothing is changed.
+
+        ``others`` (cross mode): feed → (size, entry, margin) of positions
+        assumed instead of the current ones (chained checks at submission).
+        """
         comminfo = self.getcommissioninfo(data)
         new_size = self._snap(position_size + size)
         if position_size and (position_size > 0) != (size > 0):
@@ -389,11 +454,19 @@ class MarginBroker(bt.brokers.BackBroker):
             open_fee = comminfo.getcommission(opened, price)
         after_close = wallet + released + pnl - close_fee
         rejection = None
-        if opened:
+        if opened and self._cross:
+            # nothing is locked: the whole account must cover Σ initial margin
+            shortfall = self._cross_shortfall(data, new_size, price, position_size, entry_price,
+                                              opened, after_close - open_fee, others)
+            open_margin = 0.0
+            if shortfall > mm.RELATIVE_TOLERANCE * max(1.0, abs(after_close)):
+                rejection = "balance"
+        if opened and rejection is None:
             needed = open_margin + open_fee
             if after_close < needed - mm.RELATIVE_TOLERANCE * max(1.0, needed):
                 rejection = "balance"
-            elif mm.tier_for_notional(self._tiers, abs(new_size) * price).max_leverage < leverage:
+            elif mm.tier_for_notional(self._tiers_for(data),
+                                      abs(new_size) * price).max_leverage < leverage:
                 rejection = "tier"
         return FillPlan(closed=closed, opened=opened, released=released, pnl=pnl,
                         close_fee=close_fee, open_margin=open_margin, open_fee=open_fee,
@@ -549,11 +622,17 @@ class MarginBroker(bt.brokers.BackBroker):
         ticks = self._new_ticks()
         if self.p.coc:
             self._fill_market_orders(cheat_on_close_only=True)
-        for data, tick in ticks.items():
-            self._liquidate_on_gap(data, tick)
+        if self._cross:
+            self._liquidate_cross_on_gap(ticks)
+        else:
+            for data, tick in ticks.items():
+                self._liquidate_on_gap(data, tick)
         self._fill_market_orders(ticks=ticks)
-        for data, tick in ticks.items():
-            self._walk_price_path(data, tick)
+        if self._cross:
+            self._walk_cross_paths(ticks)
+        else:
+            for data, tick in ticks.items():
+                self._walk_price_path(data, tick)
         self._fill_close_orders()
         for data in ticks:
             self._trail_stops(data)
@@ -731,7 +810,8 @@ class MarginBroker(bt.brokers.BackBroker):
             data=self._feed_name(data), side="long" if side > 0 else "short", size=size,
             entry_price=entry_price, liquidation_price=liquidation_level,
             bankruptcy_price=bankruptcy_level, fill_price=fill_price,
-            margin_lost=outcome.margin_lost, fee=outcome.fee, deficit=outcome.deficit))
+            margin_lost=outcome.margin_lost, fee=outcome.fee, deficit=outcome.deficit,
+            margin_mode="isolated"))
 
     def _settle_liquidation(self, data, outcome, absorbed):
         """Margin is gone; what returns goes to the wallet, fee and deficit to their payer."""
@@ -770,3 +850,203 @@ class MarginBroker(bt.brokers.BackBroker):
             self.notify(order)
         for order in [o for o in self.pending if o.data is data]:
             self.cancel(order)
+
+    # ------------------------------------------------------------------
+    # cross margin: one account behind every position
+    # ------------------------------------------------------------------
+    def _cross_prices(self):
+        """Feed → the price its position is valued at now (the close), quote per base."""
+        return {data: data.close[0] for data in self.positions if len(data)}
+
+    def _open_positions(self):
+        """(feed, side, size, entry) of every open position, in feed order."""
+        return [(data, 1 if position.size > 0 else -1, abs(position.size), position.price)
+                for data, position in ((d, self.positions[d]) for d in self.cerebro.datas)
+                if position.size]
+
+    def _cross_others(self, data, prices):
+        """(Σ maintenance margin, Σ unrealized PnL) of every position but ``data``'s, at ``prices``."""
+        maintenance = unrealized = 0.0
+        for other, side, size, entry in self._open_positions():
+            if other is not data:
+                price = prices[other]
+                maintenance += mm.position_maintenance_margin(size, price, self._tiers_for(other))
+                unrealized += mm.unrealized_pnl(side, size, entry, price)
+        return maintenance, unrealized
+
+    def _cross_available(self, data, prices):
+        """WB − MM_others + uPnL_others: what ``data``'s position may lose, quote currency."""
+        maintenance, unrealized = self._cross_others(data, prices)
+        return self.cash - maintenance + unrealized
+
+    def _cross_liquidation_price(self, data, prices):
+        """Cross LP of ``data``'s position, every other position held at ``prices``."""
+        position = self.positions[data]
+        maintenance, unrealized = self._cross_others(data, prices)
+        price, _tier = mm.tiered_cross_liquidation_price(
+            1 if position.size > 0 else -1, abs(position.size), position.price, self.cash,
+            maintenance, unrealized, self._tiers_for(data))
+        return price
+
+    def _cross_shortfall(self, data, new_size, price, position_size, entry_price, opened,
+                         wallet_after, others):
+        """Σ initial margin − (wallet + Σ uPnL) after a fill that opens ``opened`` at ``price``.
+
+        > 0 means the order cannot open. Initial margin is notional / leverage
+        of every position (this feed's at the fill price, the others at their
+        close); ``others`` overrides the other feeds' (size, entry, …).
+        """
+        if not new_size:
+            return -math.inf
+        if position_size and (position_size > 0) == (new_size > 0) and abs(new_size) > abs(position_size):
+            entry_after = (abs(position_size) * entry_price + abs(opened) * price) / abs(new_size)
+        elif position_size and (position_size > 0) == (new_size > 0):
+            entry_after = entry_price
+        else:
+            entry_after = price  # from flat, or reversed
+        side = 1 if new_size > 0 else -1
+        initial = mm.initial_margin(abs(new_size) * price, self.get_leverage(data))
+        unrealized = mm.unrealized_pnl(side, abs(new_size), entry_after, price)
+        others = others or {}
+        for other in set(self.positions) | set(others):
+            if other is data or not len(other):
+                continue
+            size, entry = others[other][:2] if other in others else \
+                (self.positions[other].size, self.positions[other].price)
+            if size:
+                close = other.close[0]
+                initial += mm.initial_margin(abs(size) * close, self.get_leverage(other))
+                unrealized += mm.unrealized_pnl(1 if size > 0 else -1, abs(size), entry, close)
+        return initial - (wallet_after + unrealized)
+
+    def _cross_legs(self, paths, number):
+        """``CrossLeg`` of every open position on path segment ``number`` (feed → points)."""
+        legs = []
+        for data, side, size, entry in self._open_positions():
+            points = paths[data]
+            legs.append((data, mm.CrossLeg(side, size, entry, points[number], points[number + 1],
+                                           self._tiers_for(data))))
+        return legs
+
+    def _liquidate_cross_on_gap(self, ticks):
+        """Liquidate the whole account at the opens when it opens at or below maintenance."""
+        if not self._open_positions():
+            return
+        prices = self._cross_prices()
+        prices.update({data: tick.open for data, tick in ticks.items()})
+        paths = {data: (price, price) for data, price in prices.items()}
+        legs = [leg for _data, leg in self._cross_legs(paths, 0)]
+        if mm.cross_margin_surplus(self.cash, legs, 0.0) <= 0:
+            self._liquidate_cross(prices)
+
+    def _cross_paths(self, ticks):
+        """Feed → (open, first extreme, other extreme, close) for every feed with data.
+
+        The first extreme is the adverse one of the position held (the low of
+        a long), the nearer one when flat, as in isolated mode; a feed that did
+        not tick stays at its close.
+        """
+        paths = {}
+        for data in self.positions.keys() | ticks.keys():
+            if not len(data):
+                continue
+            tick = ticks.get(data)
+            if tick is None:
+                paths[data] = (data.close[0],) * 4
+                continue
+            size = self.positions[data].size
+            low_first = size > 0 if size else (tick.open - tick.low) <= (tick.high - tick.open)
+            paths[data] = (tick.open, tick.low, tick.high, tick.close) if low_first else \
+                (tick.open, tick.high, tick.low, tick.close)
+        return paths
+
+    def _walk_cross_paths(self, ticks):
+        """Intrabar phase of a cross account: all feeds' paths walked together.
+
+        Segment by segment (open → first extreme → other extreme → close)
+        every feed moves linearly in one parameter θ ∈ [0, 1]. Resting orders
+        and the account's liquidation trigger in θ order, an order winning a
+        tie (today's rule); after a fill θ goes on from where it filled, with
+        the new positions. A liquidation fills every position at its price at
+        that θ and ends the bar's path (nothing is left open).
+        """
+        paths = self._cross_paths(ticks)
+        tried = set()
+        for number in range(3):
+            theta = 0.0
+            while True:
+                event = self._next_cross_event(paths, number, theta, tried)
+                if event is None:
+                    break
+                theta, order, price = event
+                if order is None:
+                    self._liquidate_cross({data: points[number] + theta * (
+                        points[number + 1] - points[number]) for data, points in paths.items()})
+                    return
+                tried.add((order.ref, order.triggered))
+                tick = ticks.get(order.data) or Tick(*_tick_prices(order.data), new_bar=False)
+                self._run_pending(order, lambda: self._fill_resting(order, price, tick))
+
+    def _next_cross_event(self, paths, number, theta, tried):
+        """(θ, order, price) of the first trigger on segment ``number`` from ``theta``; order None = liquidation."""
+        best = None
+        for order in self.pending:
+            points = paths.get(order.data)
+            if points is None or not order.active() or (order.ref, order.triggered) in tried or \
+                    order.exectype not in _PATH_EXECTYPES:
+                continue
+            start, end = points[number], points[number + 1]
+            touch = _touch_price(order, start + theta * (end - start), end)
+            if touch is None:
+                continue
+            at = theta if end == start else max(theta, (touch - start) / (end - start))
+            if best is None or at < best[0]:
+                best = (at, order, touch)
+        legs = [leg for _data, leg in self._cross_legs(paths, number)]
+        if legs:
+            liquidation = mm.cross_liquidation_theta(self.cash, legs, theta)
+            if liquidation is not None and (best is None or liquidation < best[0]):
+                best = (liquidation, None, None)
+        return best
+
+    def _liquidate_cross(self, prices):
+        """Close every position at ``prices`` (feed → fill), cancel every order, split the money.
+
+        One ``LiquidationEvent`` per position, all at the same ``dt``; fee,
+        wallet lost and deficit are split as ``margin.cross_liquidation_split``
+        says; the deficit goes to the insurance fund ('absorb') or stays in the
+        wallet ('carry').
+        """
+        closing = self._open_positions()
+        fills = {data: prices[data] for data, *_rest in closing}
+        pnls = [mm.unrealized_pnl(side, size, entry, fills[data])
+                for data, side, size, entry in closing]
+        maintenance = [mm.position_maintenance_margin(size, fills[data], self._tiers_for(data))
+                       for data, _side, size, _entry in closing]
+        shares = mm.cross_liquidation_split(self.cash, pnls, maintenance,
+                                            [size * fills[data] for data, _s, size, _e in closing],
+                                            self.p.liquidation_fee_rate)
+        levels = {data: (self._cross_liquidation_price(data, fills),
+                         mm.cross_bankruptcy_price(side, size, entry, self.cash,
+                                                   self._cross_others(data, fills)[1]))
+                  for data, side, size, entry in closing}
+        absorb = self.p.negative_balance == "absorb"
+        flows = sorted(((share.pnl - share.fee + (share.deficit if absorb else 0.0), data)
+                        for (data, *_rest), share in zip(closing, shares)),
+                       key=lambda flow: -flow[0])
+        for amount, data in flows:  # gains first: the wallet never dips below where it ends
+            self._cash_flow(amount, "cross_liquidation", data)
+        dt = self._bar_datetime()
+        for (data, side, size, entry), share in zip(closing, shares):
+            absorbed = share.deficit if absorb else 0.0
+            self.insurance_fund += share.fee - absorbed
+            self._liquidation_order(data, side, size, entry, fills[data],
+                                    commission=share.fee - absorbed)
+            self.liquidations.append(LiquidationEvent(
+                dt=dt, opened_dt=self._opened_dt.pop(data, None), data=self._feed_name(data),
+                side="long" if side > 0 else "short", size=size, entry_price=entry,
+                liquidation_price=levels[data][0], bankruptcy_price=levels[data][1],
+                fill_price=fills[data], margin_lost=share.margin_lost, fee=share.fee,
+                deficit=share.deficit, margin_mode="cross"))
+        for data in self.cerebro.datas:
+            self._cancel_feed_orders(data)

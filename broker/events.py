@@ -17,7 +17,7 @@ def _json_ready(record) -> dict:
 
 @dataclass(frozen=True)
 class LiquidationEvent:
-    """One forced close of an isolated position.
+    """One forced close of a position (isolated), or of one position of a cross account.
 
     ===================  =====================================================
     dt                   bar of the liquidation (naive UTC datetime)
@@ -31,8 +31,14 @@ class LiquidationEvent:
     fill_price           price the position was closed at (LP, or the open
                          of a bar that gapped past it)
     margin_lost          isolated margin the trader lost, quote currency
+                         (cross: this position's share of the wallet lost)
     fee                  clearance / liquidation fee to the insurance fund
     deficit              loss beyond the margin, size·|BP − fill|, quote
+                         (cross: its share of the loss beyond the wallet)
+    margin_mode          'isolated' or 'cross'; a cross liquidation closes
+                         every position, one record each, all at the same dt
+                         (its prices are those with the other positions held
+                         at their fills; shares split by maintenance margin)
     ===================  =====================================================
     """
     dt: datetime
@@ -47,6 +53,7 @@ class LiquidationEvent:
     margin_lost: float
     fee: float
     deficit: float
+    margin_mode: str = "isolated"
 
     def to_dict(self) -> dict:
         """The record as plain JSON-ready data (datetimes as ISO-8601 strings)."""

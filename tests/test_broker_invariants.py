@@ -3,22 +3,26 @@
 Random hourly price paths (with occasional big gaps at the open) on one or two
 feeds, random market-order streams on the 0.001 lot grid, random leverage
 1–50 per feed, both ``negative_balance`` policies, with and without a
-``liquidation_fee_rate``, fees 0 or 0.0004 of notional.
+``liquidation_fee_rate``, fees 0 or 0.0004 of notional, in both margin modes.
 
 The strategy keeps its own model of every position (size, average entry,
 isolated margin) from the fills it is notified of — the broker's state is
 checked against it, not against itself. On every bar:
 
-* value identity: getvalue() = getcash() + Σ margin + Σ side·size·(close − entry);
+* value identity: getvalue() = getcash() + Σ margin + Σ side·size·(close − entry)
+  (cross: no margins, getvalue() = getcash() + Σ uPnL);
 * the model matches the broker (size, margin);
 * an open position has lost less than its margin (it would have been liquidated);
+  cross: the account's margin balance is above Σ maintenance margin;
 * a liquidation lost at most margin + its recorded deficit, and
-  margin_lost + returned-to-wallet = the position's margin;
+  margin_lost + returned-to-wallet = the position's margin (isolated); a cross
+  liquidation closes every position at once and leaves nothing open;
 * under 'absorb' the wallet never goes below zero.
 
 At the end: start cash + Σ ledger = final cash (to the cent); Σ deficit of the
-liquidation events = Σ |'deficit' flows| under 'carry', and the insurance
-fund = Σ fee − Σ deficit under 'absorb' (Σ fee under 'carry').
+liquidation events = Σ |'deficit' flows| under 'carry' (isolated; cross
+deficits reach the wallet through the closes), and the insurance fund = Σ fee −
+Σ deficit under 'absorb' (Σ fee under 'carry').
 """
 from __future__ import annotations
 
@@ -84,6 +88,7 @@ def scenarios(draw):
         "negative_balance": draw(st.sampled_from(["absorb", "carry"])),
         "liquidation_fee_rate": draw(st.sampled_from([None, 0.005])),
         "commission": draw(st.sampled_from([0.0, 0.0004])),
+        "margin_mode": draw(st.sampled_from(["isolated", "cross"])),
     }
 
 
@@ -95,7 +100,8 @@ def close_to(a, b, scale=1.0):
 
 
 class Checker(bt.Strategy):
-    params = (("orders", None), ("leverages", None), ("negative_balance", "absorb"))
+    params = (("orders", None), ("leverages", None), ("negative_balance", "absorb"),
+              ("margin_mode", "isolated"))
 
     def __init__(self):
         # model of each feed's position: [signed size, average entry, isolated margin]
@@ -141,6 +147,9 @@ class Checker(bt.Strategy):
         assert event.data == name and math.isclose(event.size, abs(position))
         assert size == pytest.approx(-position) and price == pytest.approx(event.fill_price)
         assert event.entry_price == pytest.approx(entry, rel=RELATIVE)
+        assert event.margin_mode == self.p.margin_mode
+        if self.p.margin_mode == "cross":
+            return  # the account's money is checked per bar and at the end
         loss = -side * abs(position) * (price - entry)
         assert loss <= margin + event.deficit + RELATIVE * max(1.0, margin), \
             "a liquidation lost more than its margin plus the recorded deficit"
@@ -154,16 +163,29 @@ class Checker(bt.Strategy):
     def next(self):
         broker = self.broker
         equity = broker.getcash()
+        cross = self.p.margin_mode == "cross"
+        maintenance = 0.0
         for data in self.datas:
             size, entry, margin = self.model[data]
             assert broker.getposition(data).size == pytest.approx(size, abs=LOT / 10)
-            assert close_to(broker.position_margin(data), margin)
+            if cross:
+                margin = 0.0  # nothing is locked: the wallet backs every position
+            else:
+                assert close_to(broker.position_margin(data), margin)
             if size:
                 side = 1 if size > 0 else -1
                 unrealized = side * abs(size) * (data.close[0] - entry)
-                assert -unrealized <= margin * (1 + RELATIVE), \
+                assert cross or -unrealized <= margin * (1 + RELATIVE), \
                     "an open position has lost more than its margin"
                 equity += margin + unrealized
+                maintenance += broker.maintenance_margin(data)
+        if cross and maintenance:
+            assert equity > maintenance - RELATIVE * START_CASH, \
+                "a cross account at or below maintenance at the close was not liquidated"
+        if cross and self.broker.liquidations and \
+                self.broker.liquidations[-1].dt == self.datetime.datetime(0):
+            assert not any(broker.getposition(data).size for data in self.datas), \
+                "a cross liquidation left a position open"
         assert close_to(broker.getvalue(), equity, scale=START_CASH), \
             f"getvalue {broker.getvalue()} != wallet + margins + uPnL {equity}"
         if self.p.negative_balance == "absorb":
@@ -183,6 +205,8 @@ class Checker(bt.Strategy):
                 self.close(data=data)
                 continue
             if action == "add_margin":
+                if self.p.margin_mode == "cross":
+                    continue  # no isolated margin to add to
                 amount = round(fraction * self.broker.getcash(), 2)
                 if self.getposition(data).size and amount > 0:
                     self.broker.add_margin(data, amount)
@@ -203,7 +227,8 @@ class Checker(bt.Strategy):
 @given(scenarios())
 def test_accounting_invariants_hold_on_every_bar(scenario):
     broker = MarginBroker(cash=START_CASH, negative_balance=scenario["negative_balance"],
-                          liquidation_fee_rate=scenario["liquidation_fee_rate"])
+                          liquidation_fee_rate=scenario["liquidation_fee_rate"],
+                          margin_mode=scenario["margin_mode"])
     broker.setcommission(commission=scenario["commission"])
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.broker = broker
@@ -212,7 +237,8 @@ def test_accounting_invariants_hold_on_every_bar(scenario):
         cerebro.adddata(feed)
         broker.set_leverage(feed, scenario["leverages"][index])
     cerebro.addstrategy(Checker, orders=scenario["orders"], leverages=scenario["leverages"],
-                        negative_balance=scenario["negative_balance"])
+                        negative_balance=scenario["negative_balance"],
+                        margin_mode=scenario["margin_mode"])
     strategy = cerebro.run()[0]
 
     assert strategy.checked_bars == len(scenario["orders"])
@@ -222,8 +248,12 @@ def test_accounting_invariants_hold_on_every_bar(scenario):
     total_deficit = sum(event.deficit for event in broker.liquidations)
     total_fee = sum(event.fee for event in broker.liquidations)
     charged_deficit = sum(abs(flow.amount) for flow in broker.ledger if flow.reason == "deficit")
+    if scenario["margin_mode"] == "cross":
+        assert charged_deficit == 0.0  # cross deficits reach the wallet through the closes
+        assert all(record.margin_mode == "cross" for record in broker.liquidations)
     if scenario["negative_balance"] == "carry":
-        assert abs(total_deficit - charged_deficit) <= CENT
+        if scenario["margin_mode"] == "isolated":
+            assert abs(total_deficit - charged_deficit) <= CENT
         assert abs(broker.insurance_fund - total_fee) <= CENT
     else:
         assert charged_deficit == 0.0
@@ -234,3 +264,4 @@ def test_accounting_invariants_hold_on_every_bar(scenario):
     event(f"liquidations: {min(len(broker.liquidations), 2)}")
     event(f"deficit: {total_deficit > 0}")
     event(f"negative wallet episodes: {bool(broker.negative_balance_episodes)}")
+    event(f"mode: {scenario['margin_mode']}")
