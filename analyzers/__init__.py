@@ -10,6 +10,7 @@ per-bar numpy arrays for plots (``time`` as datetime64[ms]).
 - :class:`MarginAnalyzer` -- how close did I come?
 - :class:`NegativeBalanceAnalyzer` -- what would have put me in debt?
 - :class:`RiskAnalyzer` -- what was the risk for the return?
+- :class:`RefusalAnalyzer` -- which entries did the sizer refuse (stop beyond liquidation)?
 
 The risk math is in :mod:`analyzers.risk_metrics` (pure functions, no
 backtrader). :func:`summary_text` formats the four analyses for printing.
@@ -17,8 +18,9 @@ backtrader). :func:`summary_text` formats the four analyses for printing.
 from .liquidation import LiquidationAnalyzer
 from .margin import MarginAnalyzer
 from .negative_balance import NegativeBalanceAnalyzer
+from .refusal import RefusalAnalyzer
 from .risk import RiskAnalyzer
 from .summary import summary_text
 
 __all__ = ["LiquidationAnalyzer", "MarginAnalyzer", "NegativeBalanceAnalyzer", "RiskAnalyzer",
-           "summary_text"]
+           "RefusalAnalyzer", "summary_text"]

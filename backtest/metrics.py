@@ -29,6 +29,8 @@ first_liquidation_dt       bar time of the first liquidation [ISO-8601 UTC]
 worst_margin_ratio         highest maintenance margin / position equity [fraction]
 closest_distance           smallest distance to the liquidation price [fraction]
 margin_calls               margin-ratio warning levels crossed upward [count]
+entries_refused            entries the sizer refused because the stop lay at or beyond the
+                           liquidation price (``sizer=risk``) [count]
 commission                 taker fee [fraction of notional]
 maintenance_margin_rate    [fraction of notional] (flat rate; unused with ``tiers``)
 tiers                      tier table name or path, None = flat maintenance margin rate
@@ -57,6 +59,7 @@ RESULT_KEYS = (
     "calmar", "var_95", "cvar_95", "ruined", "liquidations", "margin_lost", "liquidation_fees",
     "deficit", "absorbed_deficit", "worst_balance", "time_to_first_liquidation",
     "first_liquidation_dt", "worst_margin_ratio", "closest_distance", "margin_calls",
+    "entries_refused",
 )
 SETTING_KEYS = ("commission", "maintenance_margin_rate", "tiers", "liquidation_fee_rate",
                 "negative_balance", "strategy_params")
@@ -67,11 +70,12 @@ ROW_KEYS = ("strategy", "leverage", "cash") + RESULT_KEYS + SETTING_KEYS + IDENT
 
 def metrics_row(config: BacktestConfig, frame: pd.DataFrame, final_value: float,
                 analyses: dict, seconds: float) -> dict:
-    """Row of a finished run from the four analyzers' ``get_analysis()`` dicts.
+    """Row of a finished run from the analyzers' ``get_analysis()`` dicts.
 
     ``analyses`` maps ``liquidation``, ``margin``, ``negative_balance`` and ``risk`` to
     the analyses of ``LiquidationAnalyzer``, ``MarginAnalyzer``,
-    ``NegativeBalanceAnalyzer`` and ``RiskAnalyzer``.
+    ``NegativeBalanceAnalyzer`` and ``RiskAnalyzer``, and optionally ``refusal`` to that of
+    ``RefusalAnalyzer`` (no refusals when absent).
     """
     liquidation = analyses["liquidation"]
     margin = analyses["margin"]
@@ -103,6 +107,8 @@ def metrics_row(config: BacktestConfig, frame: pd.DataFrame, final_value: float,
         "worst_margin_ratio": margin.get("worst_margin_ratio"),
         "closest_distance": margin.get("closest_distance"),
         "margin_calls": len(margin.get("margin_calls") or []),
+        "entries_refused": int((analyses.get("refusal") or {}).get("by_reason", {})
+                               .get("stop_beyond_liquidation", 0)),
         "seconds": round(float(seconds), 3),
     })
     return _json_ready(row)

@@ -29,14 +29,16 @@ import pandas as pd
 
 from ..broker import MarginBroker
 from ..data import ArrayFeed
-from ..analyzers import LiquidationAnalyzer, MarginAnalyzer, NegativeBalanceAnalyzer, RiskAnalyzer
+from ..analyzers import (LiquidationAnalyzer, MarginAnalyzer, NegativeBalanceAnalyzer,
+                         RefusalAnalyzer, RiskAnalyzer)
 from ..strategies import get_strategy
 
 from .config import BacktestConfig
 from .metrics import error_row, metrics_row
 
 ANALYZERS = {"liquidation": LiquidationAnalyzer, "margin": MarginAnalyzer,
-             "negative_balance": NegativeBalanceAnalyzer, "risk": RiskAnalyzer}
+             "negative_balance": NegativeBalanceAnalyzer, "risk": RiskAnalyzer,
+             "refusal": RefusalAnalyzer}
 
 
 @dataclass

@@ -12,8 +12,9 @@ CLI name               class                                           strategy-
 =====================  ==============================================  ==================
 
 Every strategy also takes ``fraction`` (share of equity used as margin), ``stop_loss`` and
-``take_profit`` (fractions of the entry price) and ``allow_short``; see
-:mod:`strategies.base` for the sizing rule.
+``take_profit`` (fractions of the entry price), ``allow_short``, and ``sizer`` (None, or
+``'risk'`` with ``risk_per_trade``: size by the loss at the stop); see :mod:`strategies.base`
+for the sizing rules.
 """
 from .base import LeveragedStrategy
 from .buy_hold import BuyHold

@@ -14,6 +14,10 @@ whatever the leverage, so ``fraction`` must leave room for the taker fee:
 margin + fee = notional * (1 / leverage + fee_rate) <= equity, i.e.
 ``fraction <= 1 / (1 + fee_rate * leverage)`` (0.9 works up to 277x at a 0.04 % fee).
 
+``sizer='risk'`` sizes by the loss at the stop instead (:class:`sizers.RiskSizer`, with
+``risk_per_trade`` and ``stop_loss``): a stop-out loses ``risk_per_trade`` of equity, fees
+included, and an entry whose stop lies at or beyond its liquidation price is not placed.
+
 Protective exits
 ----------------
 ``stop_loss`` and ``take_profit`` are fractions of the entry price (0.05 = 5 %), ``None``
@@ -33,6 +37,7 @@ from types import SimpleNamespace
 import backtrader as bt
 
 LONG, FLAT, SHORT = 1, 0, -1
+SIZERS = (None, "risk")     # the ``sizer`` param: None = fraction of equity
 
 
 class LeveragedStrategy(bt.Strategy):
@@ -48,6 +53,13 @@ class LeveragedStrategy(bt.Strategy):
         Take-profit distance as a fraction of the entry price; None = no target.
     allow_short : bool, default True
         When False, a short signal means "go flat" instead.
+    sizer : None or 'risk', default None
+        None sizes by ``fraction`` (above). 'risk' sizes with :class:`sizers.RiskSizer`:
+        a stop-out loses ``risk_per_trade`` of equity, fees included, and an entry whose
+        ``stop_loss`` lies at or beyond its liquidation price is refused (no order; the
+        refusal goes to :meth:`notify_refusal` and ``refusals``). Needs ``stop_loss``.
+    risk_per_trade : float, default 0.01
+        With ``sizer='risk'``: share of equity lost at the stop (0 < risk_per_trade < 1).
     """
 
     params = (
@@ -55,6 +67,8 @@ class LeveragedStrategy(bt.Strategy):
         ("stop_loss", None),
         ("take_profit", None),
         ("allow_short", True),
+        ("sizer", None),
+        ("risk_per_trade", 0.01),
     )
 
     def __init__(self):
@@ -63,6 +77,19 @@ class LeveragedStrategy(bt.Strategy):
         self._pending_target = 0.0  # its target position [base units]
         self._protective = []       # open stop-loss / take-profit orders
         self.entries = 0            # completed orders that left a position open [count]
+        self.refusals = []          # sizers.EntryRefusal records of refused entries
+        self._risk_sizer = None     # set in start(): cerebro installs its sizer after __init__
+
+    def start(self):
+        if self.p.sizer == "risk":
+            from ..sizers import RiskSizer
+            self._risk_sizer = RiskSizer(risk_per_trade=self.p.risk_per_trade,
+                                         stop_loss=self.p.stop_loss)
+            self.setsizer(self._risk_sizer)
+
+    def notify_refusal(self, refusal):
+        """The sizer refused an entry (a ``sizers.EntryRefusal``); kept in ``refusals``."""
+        self.refusals.append(refusal)
 
     # -- params ---------------------------------------------------------------------------
     @classmethod
@@ -110,6 +137,14 @@ class LeveragedStrategy(bt.Strategy):
                 require_number(getattr(p, name), name, low=0.0, high=1.0, low_open=True,
                                high_open=True)
         require_bool(p.allow_short, "allow_short")
+        if p.sizer not in SIZERS:
+            raise ValueError(f"sizer must be one of {', '.join(map(str, SIZERS))}, "
+                             f"got {p.sizer!r}")
+        require_number(p.risk_per_trade, "risk_per_trade", low=0.0, high=1.0, low_open=True,
+                       high_open=True)
+        if p.sizer == "risk" and p.stop_loss is None:
+            raise ValueError("sizer=risk sizes by the loss at the stop: give stop_loss too, "
+                             "e.g. --param stop_loss=0.05")
 
     # -- hooks for subclasses -------------------------------------------------------------
     def signal(self) -> int | None:
@@ -128,11 +163,14 @@ class LeveragedStrategy(bt.Strategy):
         """Signed position size [base units] for ``direction`` at the current close.
 
         size = direction * fraction * equity * leverage / close; 0 when equity <= 0.
+        With ``sizer='risk'``: direction * the RiskSizer's size (0 when it refuses).
         """
         equity = self.broker.getvalue()
         price = self.data.close[0]
         if direction == FLAT or equity <= 0 or not price > 0:
             return 0.0
+        if self._risk_sizer is not None:
+            return direction * self._risk_sizer.getsizing(self.data, isbuy=direction == LONG)
         return direction * self.p.fraction * equity * self.leverage() / price
 
     # -- order flow -----------------------------------------------------------------------

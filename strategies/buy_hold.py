@@ -24,6 +24,7 @@ class BuyHold(LeveragedStrategy):
     def signal(self):
         if self.position.size > 0:
             return None
-        if self.entries and not self.p.reenter:
-            return None     # closed by a stop, a take-profit or a liquidation: stay out
+        if (self.entries or self.refusals) and not self.p.reenter:
+            return None     # closed by a stop, a take-profit or a liquidation, or the sizer
+                            # refused the entry: stay out
         return LONG

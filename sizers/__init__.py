@@ -1,0 +1,13 @@
+"""backtrader sizers of the project: how many base units an order without a size gets.
+
+=================  ==========================================================================
+class              size of an order placed without a size
+=================  ==========================================================================
+RiskSizer          loses ``risk_per_trade`` of equity at the ``stop_loss``, fees included;
+                   refuses (size 0, an ``EntryRefusal`` record) a stop at or beyond the
+                   position's liquidation price
+=================  ==========================================================================
+"""
+from .risk import EntryRefusal, RiskSizer, max_notional_for_leverage, risk_position_size
+
+__all__ = ["RiskSizer", "EntryRefusal", "risk_position_size", "max_notional_for_leverage"]
