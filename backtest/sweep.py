@@ -9,14 +9,20 @@ Backends, all calling the same task function :func:`backtest.single.run_task`:
 
 * in-process, one after another (``workers=1`` or a single config);
 * ``concurrent.futures.ProcessPoolExecutor`` (default, ``workers`` = cores): the frame is
-  handed to each worker once, by the pool initializer, not once per task;
+  handed to each worker once, by the pool initializer, not once per task. A worker that
+  dies (killed, out of memory, a crash in native code) breaks the whole pool: the settings
+  that were never started run again on a new pool, and each setting that was running when
+  the pool broke is run once more alone in its own process, so only a setting that kills
+  its process again fails, with the reason (signal or exit code);
 * ``dask.distributed`` when ``scheduler`` is given (an address such as
   ``tcp://host:8786``, or a ``LocalCluster``/``Client``): the frame is scattered to every
   worker once. Workers must be able to import this project (see the README).
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -82,35 +88,111 @@ def _sweep_in_process(frame, configs, bar) -> list[BacktestResult]:
 
 
 # -- local process pool ---------------------------------------------------------------------
-_WORKER_FRAME = None  # the frame, set once per worker process by the pool initializer
+_WORKER_FRAME = None    # the frame, set once per worker process by the pool initializer
+_WORKER_STARTED = None  # SimpleQueue: each task puts its index when it starts
 
 
-def _install_frame(frame) -> None:
-    global _WORKER_FRAME
-    _WORKER_FRAME = frame
+def _install_frame(frame, started=None) -> None:
+    global _WORKER_FRAME, _WORKER_STARTED
+    _WORKER_FRAME, _WORKER_STARTED = frame, started
 
 
-def _run_on_installed_frame(config: BacktestConfig) -> BacktestResult:
+def _run_on_installed_frame(index: int, config: BacktestConfig) -> BacktestResult:
+    if _WORKER_STARTED is not None:
+        _WORKER_STARTED.put(index)  # synchronous write: seen even if the process dies next
     return run_task(_WORKER_FRAME, config)
 
 
 def _sweep_process_pool(frame, configs, workers, bar) -> list[BacktestResult]:
+    """Pool rounds until every setting has a result (see the module docstring)."""
+    context = multiprocessing.get_context()
     results: list[BacktestResult | None] = [None] * len(configs)
-    with ProcessPoolExecutor(max_workers=workers, initializer=_install_frame,
-                             initargs=(frame,)) as pool:
-        futures = {pool.submit(_run_on_installed_frame, config): index
-                   for index, config in enumerate(configs)}
+    todo = list(range(len(configs)))
+    while todo:
+        started = context.SimpleQueue()
+        lost = _pool_round(frame, configs, todo, workers, bar, results, started)
+        running = _drained(started) & set(lost)
+        for index, result in _run_alone(frame, configs, sorted(running), context).items():
+            results[index] = result
+            bar.update(1)
+        never_started = [index for index in lost if index not in running]
+        if never_started and len(never_started) == len(todo):
+            # nothing ran at all: the pool cannot start a task, a new one would not either
+            for index in never_started:
+                results[index] = _failed(frame, configs[index], "the worker processes died "
+                                         "before this setting started")
+                bar.update(1)
+            never_started = []
+        todo = never_started
+    return results
+
+
+def _pool_round(frame, configs, indices, workers, bar, results, started) -> list[int]:
+    """Run ``indices`` on one pool, filling ``results``; return those lost to a broken pool."""
+    lost = []
+    with ProcessPoolExecutor(max_workers=min(workers, len(indices)), initializer=_install_frame,
+                             initargs=(frame, started)) as pool:
+        futures = {pool.submit(_run_on_installed_frame, index, configs[index]): index
+                   for index in indices}
         for future in as_completed(futures):
             index = futures[future]
             try:
                 results[index] = future.result()
-            except BrokenProcessPool as error:
-                results[index] = _failed(frame, configs[index],
-                                         f"worker process died: {error or 'killed'}")
+            except BrokenProcessPool:
+                lost.append(index)
+                continue
             except Exception as error:  # noqa: BLE001 - e.g. a result that cannot be pickled
                 results[index] = _failed(frame, configs[index], f"{type(error).__name__}: {error}")
             bar.update(1)
+    return sorted(lost)
+
+
+def _drained(queue) -> set[int]:
+    items = set()
+    while not queue.empty():
+        items.add(queue.get())
+    return items
+
+
+def _send_result(connection, frame, config) -> None:
+    """Child of :func:`_run_alone`: run one setting and send its result back."""
+    connection.send(run_task(frame, config))
+    connection.close()
+
+
+def _run_alone(frame, configs, indices, context) -> dict[int, BacktestResult]:
+    """Run each setting in its own process, all at once; a death fails that setting only."""
+    children = {}
+    for index in indices:
+        receiver, sender = context.Pipe(duplex=False)
+        child = context.Process(target=_send_result, args=(sender, frame, configs[index]),
+                                daemon=True)
+        child.start()
+        sender.close()
+        children[index] = (child, receiver)
+    results = {}
+    for index, (child, receiver) in children.items():
+        try:
+            results[index] = receiver.recv()
+        except EOFError:
+            child.join()
+            results[index] = _failed(frame, configs[index], "worker process died while running "
+                                     f"this setting ({_death(child.exitcode)}); it died again "
+                                     "when run alone")
+        finally:
+            receiver.close()
+        child.join()
     return results
+
+
+def _death(exitcode) -> str:
+    """'killed by SIGKILL' / 'exit code 3' for a dead child's ``exitcode``."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
 
 
 # -- dask.distributed -----------------------------------------------------------------------
