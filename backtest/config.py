@@ -5,6 +5,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 NEGATIVE_BALANCE_POLICIES = ("absorb", "carry")
+MARGIN_MODES = ("isolated", "cross")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,12 @@ class BacktestConfig:
         Order size grid [base units]; sizes are floored to it.
     strategy_params : tuple of (name, value)
         Strategy params overriding the defaults (a tuple so the config stays hashable).
+    margin_mode : str
+        'isolated' (margin locked per position) or 'cross' (the wallet backs every
+        position; the whole account is liquidated at once).
+    feed_tiers : tuple of (feed name, tier table)
+        Per-feed tier tables (``MarginBroker.set_tiers``) overriding ``tiers`` for those
+        feeds; the names are the feeds' names (their symbols).
     """
 
     strategy: str = "sma_cross"
@@ -48,6 +55,8 @@ class BacktestConfig:
     negative_balance: str = "absorb"
     lot_size: float = 0.001
     strategy_params: tuple = field(default_factory=tuple)
+    margin_mode: str = "isolated"
+    feed_tiers: tuple = field(default_factory=tuple)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field."""
@@ -62,6 +71,8 @@ class BacktestConfig:
         if self.negative_balance not in NEGATIVE_BALANCE_POLICIES:
             raise ValueError(f"negative_balance must be one of {NEGATIVE_BALANCE_POLICIES}, "
                              f"got {self.negative_balance!r}")
+        if self.margin_mode not in MARGIN_MODES:
+            raise ValueError(f"margin_mode must be one of {MARGIN_MODES}, got {self.margin_mode!r}")
         if not (math.isfinite(self.lot_size) and self.lot_size > 0):
             raise ValueError(f"lot_size must be > 0, got {self.lot_size}")
 
@@ -69,4 +80,5 @@ class BacktestConfig:
         """JSON-ready dict; strategy params become a plain dict."""
         out = asdict(self)
         out["strategy_params"] = dict(self.strategy_params)
+        out["feed_tiers"] = dict(self.feed_tiers)
         return out

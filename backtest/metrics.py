@@ -19,7 +19,7 @@ sharpe, sortino, calmar    risk-adjusted ratios (risk-free rate 0) [dimensionles
 var_95, cvar_95            historical daily VaR / CVaR at 95 % [return, negative = loss]
 ruined                     equity fell below the ruin threshold [bool]
 liquidations               number of liquidations [count]
-margin_lost                isolated margin lost to liquidations [quote currency]
+margin_lost                margin lost to liquidations (cross: wallet lost) [quote currency]
 liquidation_fees           clearance fees paid on liquidations [quote currency]
 deficit                    losses beyond bankruptcy price, absorbed or carried [quote]
 absorbed_deficit           part of ``deficit`` paid by the insurance fund [quote currency]
@@ -36,6 +36,8 @@ maintenance_margin_rate    [fraction of notional] (flat rate; unused with ``tier
 tiers                      tier table name or path, None = flat maintenance margin rate
 liquidation_fee_rate       [fraction of notional], None = exchange style
 negative_balance           'absorb' or 'carry'
+margin_mode                'isolated' or 'cross'
+feed_tiers                 per-feed tier tables {feed: table} as JSON text ('{}' = none)
 strategy_params            strategy params overriding the defaults, as JSON text
 symbol, source, synthetic  data identity (source: csv, yfinance, cache or synthetic)
 interval                   bar length label ('1h', '1d')
@@ -62,7 +64,7 @@ RESULT_KEYS = (
     "entries_refused",
 )
 SETTING_KEYS = ("commission", "maintenance_margin_rate", "tiers", "liquidation_fee_rate",
-                "negative_balance", "strategy_params")
+                "negative_balance", "strategy_params", "margin_mode", "feed_tiers")
 IDENTITY_KEYS = ("symbol", "source", "synthetic", "interval", "data_start", "data_end", "bars")
 ROW_KEYS = ("strategy", "leverage", "cash") + RESULT_KEYS + SETTING_KEYS + IDENTITY_KEYS + (
     "seconds", "error")
@@ -133,6 +135,8 @@ def _base_row(config: BacktestConfig, frame: pd.DataFrame | None) -> dict:
         "liquidation_fee_rate": config.liquidation_fee_rate,
         "negative_balance": config.negative_balance,
         "strategy_params": json.dumps(dict(config.strategy_params), sort_keys=True),
+        "margin_mode": config.margin_mode,
+        "feed_tiers": json.dumps(dict(config.feed_tiers), sort_keys=True),
     })
     row.update(data_identity(frame))
     return row

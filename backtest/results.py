@@ -126,6 +126,10 @@ def write_files_atomically(out_dir, payloads: dict) -> dict:
                 os.unlink(temp_name)
 
 
+#: row keys added after the first output folders were written, with the value they then had
+ROW_DEFAULTS = {"margin_mode": "isolated", "feed_tiers": "{}"}
+
+
 def read_outputs(out_dir) -> tuple[list, dict]:
     """(rows from metrics.json, arrays from series.npz) of a finished run's folder.
 
@@ -145,6 +149,8 @@ def read_outputs(out_dir) -> tuple[list, dict]:
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise OutputError(f"{metrics_path} is not a list of metrics rows")
     for number, row in enumerate(rows):
+        for key, value in ROW_DEFAULTS.items():  # keys newer than some output folders
+            row.setdefault(key, value)
         missing = [key for key in ROW_KEYS if key not in row]
         if missing:
             raise OutputError(f"{metrics_path}: row {number} lacks {', '.join(missing[:3])}"

@@ -68,9 +68,23 @@ def make_broker(config: BacktestConfig):
         liquidation_fee_rate=config.liquidation_fee_rate,
         negative_balance=config.negative_balance,
         lot_size=config.lot_size,
+        margin_mode=config.margin_mode,
     )
     broker.setcommission(commission=config.commission)
     return broker
+
+
+def apply_feed_tiers(broker, feeds, config: BacktestConfig) -> None:
+    """``broker.set_tiers`` for each (feed name, table) of ``config.feed_tiers``.
+
+    ``feeds``: the cerebro feeds; a name that matches none is a ValueError listing them.
+    """
+    by_name = {getattr(feed, "_name", None) or "": feed for feed in feeds}
+    for name, tiers in config.feed_tiers:
+        if name not in by_name:
+            raise ValueError(f"feed tiers for {name!r}: no such feed (feeds: "
+                             f"{', '.join(sorted(n for n in by_name if n)) or 'unnamed'})")
+        broker.set_tiers(by_name[name], tiers)
 
 
 def run_backtest(frame: pd.DataFrame, config: BacktestConfig) -> BacktestResult:
@@ -85,6 +99,7 @@ def run_backtest(frame: pd.DataFrame, config: BacktestConfig) -> BacktestResult:
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(make_feed(frame))
     cerebro.broker = make_broker(config)
+    apply_feed_tiers(cerebro.broker, cerebro.datas, config)
     cerebro.addstrategy(strategy_class, **dict(config.strategy_params))
     for name, analyzer in ANALYZERS.items():
         cerebro.addanalyzer(analyzer, _name=name)

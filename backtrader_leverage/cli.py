@@ -256,10 +256,15 @@ def _add_margin_options(common) -> None:
                         "pays; carry = the wallet goes negative (default absorb)")
     margin.add_argument("--lot-size", type=_positive_float, default=0.001,
                         help="order size grid in base units (default 0.001)")
+    margin.add_argument("--margin-mode", default="isolated", metavar="MODE[,MODE]",
+                        help="isolated (margin locked per position) or cross (the wallet "
+                        "backs every position); sweep takes 'isolated,cross' to run every "
+                        "leverage in both and compare them (default isolated)")
 
 
 # -- commands -------------------------------------------------------------------------------
 def command_run(args) -> int:
+    parse_margin_modes(args.margin_mode, several=False)
     return _run_settings(args, [args.leverage], workers=1, scheduler=None)
 
 
@@ -282,12 +287,13 @@ def command_ruin(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise CliError(f"--workers must be >= 1, got {args.workers}")
     params = _strategy_params(args.strategy, args.param)
+    (mode,) = parse_margin_modes(args.margin_mode, several=False)
     configs = [BacktestConfig(strategy=args.strategy, leverage=leverage, cash=args.cash,
                               commission=args.commission,
                               maintenance_margin_rate=args.maintenance_margin_rate,
                               tiers=args.tiers, liquidation_fee_rate=args.liquidation_fee_rate,
                               negative_balance=args.negative_balance, lot_size=args.lot_size,
-                              strategy_params=params) for leverage in leverages]
+                              strategy_params=params, margin_mode=mode) for leverage in leverages]
     _check_tiers(args.tiers)
     for config in configs:
         try:
@@ -357,17 +363,20 @@ def command_demo() -> int:
 # -- shared flow ----------------------------------------------------------------------------
 def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
     from .backtest import BacktestConfig, default_workers, series_bundle, sweep, write_outputs
+    from .backtest.compare import mode_comparison
     from .backtest.results import REPORT_HTML, prepare_output_dir
     from .report import render_report
 
     params = _strategy_params(args.strategy, args.param)
+    modes = parse_margin_modes(args.margin_mode, several=True)
     configs = [BacktestConfig(strategy=args.strategy, leverage=leverage, cash=args.cash,
                               commission=args.commission,
                               maintenance_margin_rate=args.maintenance_margin_rate,
                               tiers=args.tiers,
                               liquidation_fee_rate=args.liquidation_fee_rate,
                               negative_balance=args.negative_balance, lot_size=args.lot_size,
-                              strategy_params=params) for leverage in leverages]
+                              strategy_params=params, margin_mode=mode)
+               for leverage in leverages for mode in modes]
     _check_tiers(args.tiers)
     prepare_output_dir(args.out)                 # fail fast, before any work
     if frame is None:
@@ -386,12 +395,30 @@ def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
     bundle = series_bundle(frame, results)
     written = write_outputs(args.out, rows, bundle, render_report(rows, bundle))
     print(run_summary(rows[0]) if len(rows) == 1 and not rows[0]["error"] else summary_table(rows))
+    comparison = mode_comparison(rows)
+    if comparison:
+        print(comparison_table(comparison))
     for row in rows:
         if row["error"]:
             print(f"error: leverage {row['leverage']:g}x failed: {row['error']}", file=sys.stderr)
     print(f"report: {written[REPORT_HTML].resolve()}  "
           "(metrics.json, metrics.csv, series.npz beside it)")
     return EXIT_SETTING_FAILED if any(row["error"] for row in rows) else EXIT_OK
+
+
+def parse_margin_modes(text: str, *, several: bool) -> list[str]:
+    """'isolated,cross' -> ['isolated', 'cross']; each once; one only unless ``several``."""
+    from .backtest.config import MARGIN_MODES
+    modes = [part.strip() for part in str(text).split(",")]
+    for mode in modes:
+        if mode not in MARGIN_MODES:
+            raise CliError(f"--margin-mode: {mode!r} is not one of {', '.join(MARGIN_MODES)}")
+    if len(set(modes)) != len(modes):
+        raise CliError(f"--margin-mode: {text!r} names a mode twice")
+    if len(modes) > 1 and not several:
+        raise CliError("--margin-mode: this command takes one mode; compare modes with "
+                       "sweep --margin-mode isolated,cross")
+    return modes
 
 
 def _strategy_params(strategy: str, pairs) -> tuple:
@@ -498,18 +525,39 @@ def run_summary(row) -> str:
 def summary_table(rows) -> str:
     """Readable text table: one line per setting (leverage, equity, return, risk, liquidations)."""
     from .report import format_value
-    header = (f"{'leverage':>9} {'final equity':>14} {'return':>10} {'max DD':>9} "
+    several_modes = len({row.get("margin_mode") for row in rows}) > 1
+    mode_header = f"{'mode':>9} " if several_modes else ""
+    header = (f"{'leverage':>9} {mode_header}{'final equity':>14} {'return':>10} {'max DD':>9} "
               f"{'liquidations':>12} {'margin lost':>12} {'deficit':>10}  error")
     lines = [header, "-" * len(header)]
     for row in rows:
+        mode = f"{row.get('margin_mode') or '':>9} " if several_modes else ""
         lines.append(
-            f"{format_value(row['leverage'], 'leverage'):>9} "
+            f"{format_value(row['leverage'], 'leverage'):>9} {mode}"
             f"{format_value(row['final_value'], 'money'):>14} "
             f"{format_value(row['total_return'], 'percent'):>10} "
             f"{format_value(row['max_drawdown'], 'percent'):>9} "
             f"{format_value(row['liquidations'], 'count'):>12} "
             f"{format_value(row['margin_lost'], 'money'):>12} "
             f"{format_value(row['deficit'], 'money'):>10}  {row['error'] or ''}")
+    return "\n".join(lines)
+
+
+def comparison_table(entries) -> str:
+    """Isolated vs cross per leverage (``backtest.compare.mode_comparison``) and one sentence each."""
+    from .report import format_value
+    header = (f"{'leverage':>9} {'final equity iso / cross':>27} {'max DD iso / cross':>21} "
+              f"{'liquidations':>13} {'lost to liquidations':>23}")
+    lines = ["isolated vs cross margin", header, "-" * len(header)]
+    for entry in entries:
+        iso, cross = entry["isolated"], entry["cross"]
+        lines.append(
+            f"{format_value(entry['leverage'], 'leverage'):>9} "
+            f"{format_value(iso['final_value'], 'money') + ' / ' + format_value(cross['final_value'], 'money'):>27} "
+            f"{format_value(iso['max_drawdown'], 'percent') + ' / ' + format_value(cross['max_drawdown'], 'percent'):>21} "
+            f"{format_value(iso['liquidations'], 'count') + ' / ' + format_value(cross['liquidations'], 'count'):>13} "
+            f"{format_value(iso['liquidation_loss'], 'money') + ' / ' + format_value(cross['liquidation_loss'], 'money'):>23}")
+    lines.extend(entry["sentence"] for entry in entries)
     return "\n".join(lines)
 
 

@@ -90,12 +90,17 @@ def render_report(rows: list, bundle: dict) -> str:
     """HTML text of the report for metrics ``rows`` and the ``series.npz`` arrays ``bundle``."""
     from ..backtest.results import split_bundle
 
+    from ..backtest.compare import mode_comparison
+
     price, per_row = split_bundle(bundle, rows)
+    several_modes = len({row.get("margin_mode") for row in rows}) > 1
     identity = dict(rows[0]) if rows else {}
     cash = float(identity.get("cash") or 1.0)
     settings = []
     for row, series in zip(rows, per_row):
         leverage_text = format_value(row.get("leverage"), "leverage")
+        if several_modes:
+            leverage_text += f" {row.get('margin_mode')}"
         setting = {"leverage": row.get("leverage"), "leverage_text": leverage_text,
                    "error": row.get("error"), "image": None}
         if series is None and not row.get("error"):
@@ -118,7 +123,15 @@ def render_report(rows: list, bundle: dict) -> str:
     template = _environment().get_template(TEMPLATE)
     return template.render(title=report_title(rows), identity=identity, columns=COLUMNS,
                            table=[_table_row(row) for row in rows], outcome_image=outcome,
-                           overlay_image=overlay, settings=settings)
+                           overlay_image=overlay, settings=settings,
+                           margin_modes=_margin_modes(mode_comparison(rows)),
+                           format_value=format_value)
+
+
+def _margin_modes(entries: list) -> list:
+    """The isolated-vs-cross entries with their leverage as display text."""
+    return [dict(entry, leverage_text=format_value(entry["leverage"], "leverage"))
+            for entry in entries]
 
 
 def _table_row(row: dict) -> dict:
