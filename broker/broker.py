@@ -8,15 +8,26 @@ One bar, in this order (``next``):
 
 0. cheat-on-close market orders fill at the previous close (they belong to
    the previous bar);
-1. the gap: a position whose liquidation price the open already crossed is
-   liquidated at the open, and the feed's open orders are cancelled;
+1. the gap: a position whose liquidation price the open (the mark's open
+   when a mark price is set) already crossed is liquidated at the trade
+   open, and the feed's open orders are cancelled;
 2. pending market orders fill at the open;
+2b. funding: every funding time of the bar (several on coarse bars, each
+   once) is paid by the position held after the open fills, at the mark's
+   open (``_pay_funding``); in isolated mode the isolated margin pays it, so
+   the liquidation price moves before the path below;
 3. intrabar, along the price path open → adverse extreme → other extreme →
-   close (adverse for the position held; nearer extreme first when flat):
-   stops, limits and the liquidation price trigger in the order the path
-   reaches them, an order winning a tie with the liquidation price;
+   close (see below);
 4. ``Close`` orders fill at the close, trailing stops move, the account is
-   marked at the close.
+   marked at the close (the mark's close when a mark price is set).
+
+The price path of step 3 (the trade price's, open → adverse extreme → other
+extreme → close; adverse for the position held; nearer extreme first when
+flat): stops, limits and the liquidation price trigger in the order the path
+reaches them, an order winning a tie with the liquidation price. With a mark
+price (``set_mark_price``) the liquidation triggers where the mark's path,
+taken in step with the trade path, reaches the liquidation price, and fills
+there (at the trade price when the mark is already past it, e.g. at the open).
 
 In cross margin (``margin_mode="cross"``) steps 1 and 3 are account-wide:
 the gap liquidates every position at its open when the account opens at or
@@ -30,13 +41,18 @@ Wallet flow reasons (``ledger``): ``margin_lock``, ``margin_release``,
 ``realized_pnl``, ``fee``, ``liquidation_return``, ``deficit``,
 ``add_margin``, ``deposit``; in cross mode ``cross_liquidation`` (one per
 closed position: its PnL at the fill, less its clearance fee, plus the
-deficit share the insurance fund absorbs).
+deficit share the insurance fund absorbs); ``funding`` (a funding payment:
++ received, − paid) and, in isolated mode, ``margin_funding`` (the
+position's isolated margin pays or keeps that payment: the opposite amount,
+back to the wallet).
 """
 from __future__ import annotations
 
 import collections
+import datetime
 import importlib.resources
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +60,14 @@ import backtrader as bt
 from backtrader.order import BuyOrder, Order, SellOrder
 
 from . import margin as mm
-from .events import CashFlow, LiquidationEvent, NegativeBalanceEpisode
+from .events import CashFlow, FundingPayment, LiquidationEvent, NegativeBalanceEpisode
+from .perpetual import (FundingWarning, MarkBar, MarkPriceWarning, MarkSource,
+                        day_number_to_seconds, resolve_funding)
 
 TIERS_FOLDER = Path(str(importlib.resources.files(__package__) / "tiers"))
 NEGATIVE_BALANCE_POLICIES = ("absorb", "carry")
 MARGIN_MODES = ("isolated", "cross")
+_UNIX_EPOCH = datetime.datetime(1970, 1, 1)  # naive UTC, as backtrader hands out bar times
 class Tick(collections.namedtuple("Tick", "open high low close new_bar")):
     """Prices a feed moved through since the broker last looked, quote per base.
 
@@ -175,6 +194,15 @@ class MarginBroker(bt.brokers.BackBroker):
       unrealized PnL − fees, and the whole account is liquidated when wallet
       + Σ unrealized PnL <= Σ maintenance margin (Binance USDⓈ-M cross
       margin).
+    - ``funding_rates`` (None): perpetual funding. None = not modelled; a
+      number = the rate of every funding interval (0.0001 = 0.01 %); a pandas
+      Series of rates indexed by UTC settlement time; or a funding CSV path
+      (``data.load_funding_csv`` formats). Per feed: ``set_funding_rates``.
+    - ``funding_interval_hours`` (8): spacing of the funding times on the
+      UTC grid (00:00, 08:00, 16:00) for a constant rate; series carry their
+      own times.
+
+    Mark price: ``set_mark_price(data, mark)``.
 
     Per-feed tier tables: ``set_tiers(data, tiers)`` (the ``tiers`` param is
     the default of every feed), in both modes.
@@ -182,7 +210,8 @@ class MarginBroker(bt.brokers.BackBroker):
     Public state: ``liquidations`` (list of ``LiquidationEvent``),
     ``negative_balance_episodes``, ``insurance_fund`` (quote currency:
     clearance fees received minus deficits absorbed), ``ledger`` (every
-    wallet movement as a ``CashFlow``).
+    wallet movement as a ``CashFlow``), ``funding_payments`` (every funding
+    payment as a ``FundingPayment``).
     """
     params = (
         ("leverage", 1.0),
@@ -192,6 +221,8 @@ class MarginBroker(bt.brokers.BackBroker):
         ("negative_balance", "absorb"),
         ("lot_size", 0.001),
         ("margin_mode", "isolated"),
+        ("funding_rates", None),
+        ("funding_interval_hours", mm.FUNDING_INTERVAL_HOURS),
     )
 
     def __init__(self):
@@ -212,6 +243,9 @@ class MarginBroker(bt.brokers.BackBroker):
         self._size_decimals = mm.lot_decimals(self.p.lot_size)
         # Survives init(), which cerebro.run() calls again: set_leverage before run.
         self._leverage_by_data = {}
+        self._funding = resolve_funding(self.p.funding_rates, self.p.funding_interval_hours)
+        self._funding_by_data = {}
+        self._mark_by_data = {}
         super().__init__()
 
     # ------------------------------------------------------------------
@@ -231,6 +265,12 @@ class MarginBroker(bt.brokers.BackBroker):
         self.negative_balance_episodes = []
         self.insurance_fund = 0.0
         self.ledger = []
+        self.funding_payments = []
+        self._funding_paid_until = {}
+        self._previous_bar_start = {}
+        self._bar_seconds = {}
+        self._mark_now = {}
+        self._warned = set()
 
     def setcommission(self, commission=0.0, margin=None, mult=1.0, commtype=None,
                       percabs=True, stocklike=False, interest=0.0, interest_long=False,
@@ -336,7 +376,7 @@ class MarginBroker(bt.brokers.BackBroker):
         size = abs(self.getposition(data).size)
         if not size:
             return 0.0
-        price = data.close[0] if price is None else price
+        price = self._mark_close(data) if price is None else price
         return mm.position_maintenance_margin(size, price, self._tiers_for(data))
 
     def liquidation_price(self, data):
@@ -604,7 +644,7 @@ class MarginBroker(bt.brokers.BackBroker):
         for data, position in self.positions.items():
             if position.size:
                 side = 1 if position.size > 0 else -1
-                close = data.close[0]
+                close = self._mark_close(data)
                 equity += self._margins[data] + mm.unrealized_pnl(side, abs(position.size),
                                                                   position.price, close)
                 notional += abs(position.size) * close
@@ -625,6 +665,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self._process_order_history()
         self._expire_orders()
         ticks = self._new_ticks()
+        self._refresh_marks(ticks)
         if self.p.coc:
             self._fill_market_orders(cheat_on_close_only=True)
         if self._cross:
@@ -633,6 +674,9 @@ class MarginBroker(bt.brokers.BackBroker):
             for data, tick in ticks.items():
                 self._liquidate_on_gap(data, tick)
         self._fill_market_orders(ticks=ticks)
+        for data, tick in ticks.items():
+            if tick.new_bar:
+                self._pay_funding(data)
         if self._cross:
             self._walk_cross_paths(ticks)
         else:
@@ -721,23 +765,33 @@ class MarginBroker(bt.brokers.BackBroker):
         size = self.positions[data].size
         low_first = size > 0 if size else (open_ - low) <= (high - open_)
         path = (open_, low, high, close) if low_first else (open_, high, low, close)
+        mark_path = self._mark_path(data, tick, low_first)
         tried = set()
-        for segment_start, segment_end in zip(path, path[1:]):
+        for number, (segment_start, segment_end) in enumerate(zip(path, path[1:])):
             price = segment_start
+            segment = (segment_start, segment_end) if mark_path is None else \
+                (segment_start, segment_end, mark_path[number], mark_path[number + 1])
             while True:
-                event = self._next_path_event(data, price, segment_end, tried)
+                event = self._next_path_event(data, price, segment, tried)
                 if event is None:
                     break
-                price, order = event
+                price, order, fill = event
                 if order is None:
-                    self._liquidate(data, price)
+                    self._liquidate(data, fill)
                     continue
                 # a stop-limit may be tried twice: once as a stop, once as a limit
                 tried.add((order.ref, order.triggered))
                 self._run_pending(order, lambda: self._fill_resting(order, price, tick))
 
-    def _next_path_event(self, data, start, end, tried):
-        """(price, order) of the first trigger on start → end; order None = liquidation."""
+    def _next_path_event(self, data, start, segment, tried):
+        """(price, order, fill) of the first trigger on start → segment end, or None.
+
+        order None = the liquidation, filled at ``fill``; for an order, fill is None.
+
+        ``segment`` is (trade start, trade end) or, with a mark price,
+        (trade start, trade end, mark start, mark end).
+        """
+        end = segment[1]
         best = None
         for order in self.pending:
             if order.data is not data or not order.active() or \
@@ -746,25 +800,25 @@ class MarginBroker(bt.brokers.BackBroker):
                 continue
             price = _touch_price(order, start, end)
             if price is not None and (best is None or abs(price - start) < abs(best[0] - start)):
-                best = (price, order)
-        liquidation = self._liquidation_touch(data, start, end)
+                best = (price, order, None)
+        liquidation = self._liquidation_touch(data, start, end) if len(segment) == 2 else \
+            self._mark_liquidation_touch(data, start, segment)
         if liquidation is not None and (best is None or
-                                        abs(liquidation - start) < abs(best[0] - start)):
-            best = (liquidation, None)
+                                        abs(liquidation[0] - start) < abs(best[0] - start)):
+            best = (liquidation[0], None, liquidation[1])
         return best
 
     def _liquidation_touch(self, data, start, end):
+        """(path price, fill price) where the trade path reaches the liquidation price, or None."""
         size = self.positions[data].size
         if not size:
             return None
         level = self.liquidation_price(data)
         if size > 0:
-            if start <= level:
-                return start
-            return level if end <= level else None
-        if start >= level:
-            return start
-        return level if end >= level else None
+            touch = start if start <= level else (level if end <= level else None)
+        else:
+            touch = start if start >= level else (level if end >= level else None)
+        return None if touch is None else (touch, touch)
 
     def _fill_resting(self, order, touch, tick):
         """Fill a stop/limit touched at ``touch`` (backtrader's prices and slippage)."""
@@ -792,9 +846,10 @@ class MarginBroker(bt.brokers.BackBroker):
         size = self.positions[data].size
         if size:
             level = self.liquidation_price(data)
-            open_ = tick.open
-            if (size > 0 and open_ <= level) or (size < 0 and open_ >= level):
-                self._liquidate(data, open_)
+            mark = self._mark_now.get(data) if tick.new_bar else None
+            trigger = tick.open if mark is None else mark.open   # the mark's open, if any
+            if (size > 0 and trigger <= level) or (size < 0 and trigger >= level):
+                self._liquidate(data, tick.open)
 
     def _liquidate(self, data, fill_price):
         """Close ``data``'s position at ``fill_price`` as the exchange's liquidation engine."""
@@ -1055,3 +1110,164 @@ class MarginBroker(bt.brokers.BackBroker):
                 deficit=share.deficit, margin_mode="cross"))
         for data in self.cerebro.datas:
             self._cancel_feed_orders(data)
+
+    # ------------------------------------------------------------------
+    # perpetuals: funding and the mark price
+    # ------------------------------------------------------------------
+    def set_funding_rates(self, data, rates):
+        """Funding of ``data``: None (off), a rate, a Series by UTC settlement time, or a CSV path.
+
+        Overrides the ``funding_rates`` param for this feed; call before ``run()``.
+        """
+        schedule = resolve_funding(rates, self.p.funding_interval_hours,
+                                   f"funding rates of {self._feed_name(data)}")
+        self._funding_by_data[data] = schedule
+
+    def funding_schedule(self, data):
+        """The ``FundingSchedule`` that applies to ``data``, or None when funding is off."""
+        if data in self._funding_by_data:
+            return self._funding_by_data[data]
+        return self._funding
+
+    def set_mark_price(self, data, mark):
+        """Liquidate and value ``data``'s position on a mark price instead of the trade price.
+
+        ``mark``: a DataFrame with open/high/low/close on ``data``'s timestamps,
+        a Series of mark closes, or a backtrader feed added to cerebro. Bars the
+        mark lacks use the trade price (one ``MarkPriceWarning``). Orders still
+        fill on the trade price.
+        """
+        self._mark_by_data[data] = MarkSource(mark, f"mark price of {self._feed_name(data)}")
+
+    def mark_bar(self, data):
+        """OHLC (``MarkBar``) that margin uses for ``data``'s current bar: the mark's, else the trade's."""
+        mark = self._mark_now.get(data)
+        if mark is not None:
+            return mark
+        return MarkBar(data.open[0], data.high[0], data.low[0], data.close[0])
+
+    def _mark_close(self, data):
+        mark = self._mark_now.get(data)
+        return data.close[0] if mark is None else mark.close
+
+    def _refresh_marks(self, ticks):
+        """This bar's mark OHLC of every ticking feed that has a mark price (None: trade price)."""
+        for data, tick in ticks.items():
+            source = self._mark_by_data.get(data)
+            if source is None or not tick.new_bar:
+                continue
+            mark = source.bar(data)
+            if mark is None:
+                self._warn_once(("mark", data), MarkPriceWarning,
+                                f"{source.label} has no bar at {data.datetime.datetime(0)}: "
+                                "the trade price is used on such bars")
+            self._mark_now[data] = mark
+
+    def _warn_once(self, key, category, message):
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, category, stacklevel=3)
+
+    def _pay_funding(self, data):
+        """Pay every funding time of ``data``'s new bar (see the class docstring, step 2b)."""
+        schedule = self.funding_schedule(data)
+        if schedule is None:
+            return
+        start, end = self._funding_window(data)
+        position = self.positions[data]
+        if not position.size or end <= start:
+            return
+        if not schedule.covers(start, end):
+            self._warn_once(("funding", data), FundingWarning,
+                            f"funding rates ({schedule.label}) do not cover "
+                            f"{data.datetime.datetime(0)}: no funding charged there")
+            return
+        side, size = (1 if position.size > 0 else -1), abs(position.size)
+        mark_price = self.mark_bar(data).open
+        for when, rate in schedule.between(start, end):
+            amount = mm.funding_payment(side, size, mark_price, rate)
+            self._book_funding(data, when, position.size, mark_price, rate, amount)
+
+    def _funding_window(self, data):
+        """[start, end) in POSIX seconds of the funding times ``data``'s new bar owns.
+
+        A bar owns [its start, its start + bar length); the bar length is the
+        smallest spacing seen so far (the next bar's spacing on the first bar
+        of a preloaded feed). Times skipped in a data gap go to the next bar.
+        """
+        bar_start = day_number_to_seconds(data.datetime[0])
+        previous = self._previous_bar_start.get(data)
+        self._previous_bar_start[data] = bar_start
+        length = self._bar_seconds.get(data)
+        if previous is not None and bar_start > previous:
+            step = bar_start - previous
+            length = step if length is None else min(length, step)
+        elif length is None and len(data) < data.buflen():
+            length = day_number_to_seconds(data.datetime[1]) - bar_start
+        if length is not None and length > 0:
+            self._bar_seconds[data] = length
+        else:
+            length = None
+        start = self._funding_paid_until.get(data) or bar_start
+        end = max(start, bar_start + (length or 1))
+        self._funding_paid_until[data] = end if length else None
+        return start, end
+
+    def _book_funding(self, data, when, signed_size, mark_price, rate, amount):
+        """Record one payment: ``funding`` in the wallet; in isolated mode the isolated margin bears it."""
+        if self._cross:                  # cross margin: the shared wallet pays
+            self._cash_flow(amount, "funding", data)
+        elif amount > 0:
+            self._cash_flow(amount, "funding", data)
+            self._fund_from_isolated_margin(data, amount)
+        else:                            # the margin first: the wallet never dips on the way
+            self._fund_from_isolated_margin(data, amount)
+            self._cash_flow(amount, "funding", data)
+        self.funding_payments.append(FundingPayment(
+            dt=_UNIX_EPOCH + datetime.timedelta(seconds=when),
+            data=self._feed_name(data), size=signed_size, mark_price=mark_price, rate=rate,
+            amount=amount))
+
+    def _fund_from_isolated_margin(self, data, amount):
+        """Isolated mode: the position's isolated margin pays (or keeps) the funding ``amount``.
+
+        Rule followed: at each funding time the payment is deducted from (or
+        added to) the isolated position margin, which moves the liquidation
+        price (AscendEX "What is position margin", isolated margin mode, read
+        2026-12-01). The wallet gets back what ``funding`` took from it
+        (``margin_funding``), so the ledger still adds up to the wallet.
+        """
+        self._cash_flow(-amount, "margin_funding", data)
+        self._margins[data] += amount
+
+    def _mark_path(self, data, tick, low_first):
+        """The mark's path in step with the trade path (same extreme first), or None."""
+        mark = self._mark_now.get(data) if tick.new_bar else None
+        if mark is None:
+            return None
+        if low_first:
+            return (mark.open, mark.low, mark.high, mark.close)
+        return (mark.open, mark.high, mark.low, mark.close)
+
+    def _mark_liquidation_touch(self, data, price, segment):
+        """(trade-path point, fill) where the mark reaches the liquidation price here, or None.
+
+        The mark moves in proportion with the trade path along the segment.
+        Already past the level at ``price``: liquidated there, at the trade
+        price (a gap); reached later: at the liquidation price.
+        """
+        size = self.positions[data].size
+        if not size:
+            return None
+        level = self.liquidation_price(data)
+        trade_start, trade_end, mark_start, mark_end = segment
+        span = trade_end - trade_start
+        walked = (price - trade_start) / span if span else 0.0
+        mark_now = mark_start + walked * (mark_end - mark_start)
+        beyond = (lambda mark: mark <= level) if size > 0 else (lambda mark: mark >= level)
+        if beyond(mark_now):
+            return price, price
+        if not beyond(mark_end):
+            return None
+        reached = walked + (mark_now - level) / (mark_now - mark_end) * (1.0 - walked)
+        return trade_start + reached * span, level

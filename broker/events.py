@@ -93,3 +93,30 @@ class CashFlow:
     def to_dict(self) -> dict:
         """The flow as plain JSON-ready data."""
         return _json_ready(self)
+
+
+@dataclass(frozen=True)
+class FundingPayment:
+    """One funding payment of a perpetual position.
+
+    ===========  ==========================================================
+    dt           the funding (settlement) time, naive UTC datetime
+    data         feed name
+    size         position size at that time, signed base units (+ long)
+    mark_price   price the payment was computed at, quote per base (the
+                 mark's open of the bar, or the trade open without a mark)
+    rate         funding rate of the interval, a fraction (0.0001 = 0.01 %)
+    amount       quote currency, negative = paid, positive = received:
+                 -size * mark_price * rate
+    ===========  ==========================================================
+    """
+    dt: datetime
+    data: str
+    size: float
+    mark_price: float
+    rate: float
+    amount: float
+
+    def to_dict(self) -> dict:
+        """The payment as plain JSON-ready data."""
+        return _json_ready(self)

@@ -4,6 +4,8 @@ Public API::
 
     load_ohlcv(symbol, interval="1d", start=None, end=None, source="auto", refresh=False)
     load_csv(path, format=None)            # 'yahoo', 'yfinance', 'binance', 'ccxt', 'ohlcv'
+    load_funding_csv(path, format=None)    # funding rates: 'binance', 'ccxt', 'plain'
+    load_mark_csv(path)                    # mark-price klines, as load_csv
     synthetic_ohlcv(bars=8760, interval="1h", seed=...)
     resample_ohlcv(frame, "1h")
     select_range(frame, start, end)        # [start, end), gap figures of the slice
@@ -18,6 +20,7 @@ from .cache import CACHE_DIR_ENV_VAR
 from .csvfile import FORMATS, load_csv
 from .errors import CacheCorrupt, CacheWarning, DataError, DataGapWarning, DataUnavailable
 from .feed import ArrayFeed, bt_date_numbers
+from .funding import FUNDING_FORMATS, load_funding_csv, load_mark_csv
 from .frames import select_range
 from .intervals import interval_to_timeframe
 from .loader import SOURCES, load_ohlcv
@@ -28,4 +31,5 @@ __all__ = [
     "load_ohlcv", "load_csv", "synthetic_ohlcv", "resample_ohlcv", "select_range", "ArrayFeed",
     "interval_to_timeframe", "bt_date_numbers", "DataError", "DataUnavailable", "CacheCorrupt",
     "DataGapWarning", "CacheWarning", "FORMATS", "SOURCES", "CACHE_DIR_ENV_VAR",
+    "load_funding_csv", "load_mark_csv", "FUNDING_FORMATS",
 ]

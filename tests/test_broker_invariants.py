@@ -3,7 +3,8 @@
 Random hourly price paths (with occasional big gaps at the open) on one or two
 feeds, random market-order streams on the 0.001 lot grid, random leverage
 1–50 per feed, both ``negative_balance`` policies, with and without a
-``liquidation_fee_rate``, fees 0 or 0.0004 of notional, in both margin modes.
+``liquidation_fee_rate``, fees 0 or 0.0004 of notional, in both margin modes,
+funding off or on (rates of either sign, every 8 h or every hour).
 
 The strategy keeps its own model of every position (size, average entry,
 isolated margin) from the fills it is notified of — the broker's state is
@@ -11,7 +12,9 @@ checked against it, not against itself. On every bar:
 
 * value identity: getvalue() = getcash() + Σ margin + Σ side·size·(close − entry)
   (cross: no margins, getvalue() = getcash() + Σ uPnL);
-* the model matches the broker (size, margin);
+* the model matches the broker (size, margin); each funding payment is
+  -size · open · rate of the position the model holds, and (isolated) the
+  model's isolated margin bears it;
 * an open position has lost less than its margin (it would have been liquidated);
   cross: the account's margin balance is above Σ maintenance margin;
 * a liquidation lost at most margin + its recorded deficit, and
@@ -22,7 +25,8 @@ checked against it, not against itself. On every bar:
 At the end: start cash + Σ ledger = final cash (to the cent); Σ deficit of the
 liquidation events = Σ |'deficit' flows| under 'carry' (isolated; cross
 deficits reach the wallet through the closes), and the insurance fund = Σ fee −
-Σ deficit under 'absorb' (Σ fee under 'carry').
+Σ deficit under 'absorb' (Σ fee under 'carry'); the funding recorded
+(``funding_payments``) = Σ ledger 'funding' flows, to the cent.
 """
 from __future__ import annotations
 
@@ -89,6 +93,8 @@ def scenarios(draw):
         "liquidation_fee_rate": draw(st.sampled_from([None, 0.005])),
         "commission": draw(st.sampled_from([0.0, 0.0004])),
         "margin_mode": draw(st.sampled_from(["isolated", "cross"])),
+        "funding_rate": draw(st.sampled_from([None, 0.0001, -0.0003, 0.002, 0.01])),
+        "funding_interval_hours": draw(st.sampled_from([1, 8])),
     }
 
 
@@ -101,13 +107,14 @@ def close_to(a, b, scale=1.0):
 
 class Checker(bt.Strategy):
     params = (("orders", None), ("leverages", None), ("negative_balance", "absorb"),
-              ("margin_mode", "isolated"))
+              ("margin_mode", "isolated"), ("funding_rate", None))
 
     def __init__(self):
         # model of each feed's position: [signed size, average entry, isolated margin]
         self.model = {data: [0.0, 0.0, 0.0] for data in self.datas}
         self.liquidation_fills = 0
         self.checked_bars = 0
+        self.funding_taken = set()      # indices of broker.funding_payments checked
 
     def feed_index(self, data):
         """Position of ``data`` in self.datas (by identity: lines overload ==)."""
@@ -119,7 +126,11 @@ class Checker(bt.Strategy):
             return
         data = order.data
         size, price = order.executed.size, order.executed.price
-        if order.info.get("liquidation", False):
+        liquidation = order.info.get("liquidation", False)
+        if liquidation or order.exectype != bt.Order.Market:
+            # funding is paid after the open's market fills, before the path's fills
+            self.take_funding(data)
+        if liquidation:
             self.check_liquidation(data, size, price)
             self.model[data] = [0.0, 0.0, 0.0]
             return
@@ -159,9 +170,30 @@ class Checker(bt.Strategy):
         assert close_to(event.margin_lost + returned, margin), \
             f"margin_lost {event.margin_lost} + returned {returned} != margin {margin}"
 
+    def take_funding(self, only=None):
+        """Check this bar's funding payments against the model; its isolated margin bears them.
+
+        ``only``: a feed whose pending payments are due now (those of the size held).
+        """
+        for number, payment in enumerate(self.broker.funding_payments):
+            if number in self.funding_taken:
+                continue
+            data = next(feed for feed in self.datas
+                        if (feed._name or f"data{self.feed_index(feed)}") == payment.data)
+            if only is not None and (data is not only or payment.size != self.model[data][0]):
+                continue
+            self.funding_taken.add(number)
+            size = self.model[data][0]
+            assert size and payment.size == pytest.approx(size)
+            assert payment.rate == self.p.funding_rate and payment.mark_price == data.open[0]
+            assert close_to(payment.amount, -size * data.open[0] * payment.rate)
+            if self.p.margin_mode == "isolated":
+                self.model[data][2] += payment.amount
+
     # -- every bar --------------------------------------------------------
     def next(self):
         broker = self.broker
+        self.take_funding()
         equity = broker.getcash()
         cross = self.p.margin_mode == "cross"
         maintenance = 0.0
@@ -228,7 +260,9 @@ class Checker(bt.Strategy):
 def test_accounting_invariants_hold_on_every_bar(scenario):
     broker = MarginBroker(cash=START_CASH, negative_balance=scenario["negative_balance"],
                           liquidation_fee_rate=scenario["liquidation_fee_rate"],
-                          margin_mode=scenario["margin_mode"])
+                          margin_mode=scenario["margin_mode"],
+                          funding_rates=scenario["funding_rate"],
+                          funding_interval_hours=scenario["funding_interval_hours"])
     broker.setcommission(commission=scenario["commission"])
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.broker = broker
@@ -238,7 +272,8 @@ def test_accounting_invariants_hold_on_every_bar(scenario):
         broker.set_leverage(feed, scenario["leverages"][index])
     cerebro.addstrategy(Checker, orders=scenario["orders"], leverages=scenario["leverages"],
                         negative_balance=scenario["negative_balance"],
-                        margin_mode=scenario["margin_mode"])
+                        margin_mode=scenario["margin_mode"],
+                        funding_rate=scenario["funding_rate"])
     strategy = cerebro.run()[0]
 
     assert strategy.checked_bars == len(scenario["orders"])
@@ -258,6 +293,12 @@ def test_accounting_invariants_hold_on_every_bar(scenario):
     else:
         assert charged_deficit == 0.0
         assert abs(broker.insurance_fund - (total_fee - total_deficit)) <= CENT
+    funding_recorded = sum(payment.amount for payment in broker.funding_payments)
+    funding_ledger = sum(flow.amount for flow in broker.ledger if flow.reason == "funding")
+    assert abs(funding_recorded - funding_ledger) <= CENT
+    assert len(strategy.funding_taken) == len(broker.funding_payments)
+    if scenario["funding_rate"] is None:
+        assert not broker.funding_payments
     for record in broker.liquidations:
         assert record.margin_lost >= -CENT and record.fee >= 0 and record.deficit >= 0
     # what the examples covered (pytest --hypothesis-show-statistics)
@@ -265,3 +306,4 @@ def test_accounting_invariants_hold_on_every_bar(scenario):
     event(f"deficit: {total_deficit > 0}")
     event(f"negative wallet episodes: {bool(broker.negative_balance_episodes)}")
     event(f"mode: {scenario['margin_mode']}")
+    event(f"funding payments: {min(len(broker.funding_payments), 3)}")
