@@ -187,7 +187,9 @@ class RiskSizer(bt.Sizer):
         entry = float(data.close[0])
         leverage = _leverage(broker, data)
         fee_rate = comminfo.getcommission(1.0, entry) / entry if entry > 0 else 0.0
-        tiers = getattr(broker, "tier_table", None)
+        # the feed's own brackets (MarginBroker.set_tiers), else the broker's default table
+        tiers = broker.tiers_for(data) if hasattr(broker, "tiers_for") else \
+            getattr(broker, "tier_table", None)
         lot = getattr(getattr(broker, "p", None), "lot_size", None)
         plan = risk_position_size(side, broker.getvalue(), entry, self.p.stop_loss,
                                   self.p.risk_per_trade, fee_rate, leverage, tiers=tiers,
