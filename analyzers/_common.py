@@ -1,8 +1,7 @@
-"""Helpers shared by the analyzers: growable float arrays, time stamps, feed names."""
+"""Helpers shared by the analyzers: time stamps, feed names, JSON-ready records."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from datetime import datetime
 
 import numpy as np
@@ -13,35 +12,6 @@ from .risk_metrics import finite_or_none
 # 1970-01-01 is ordinal 719163.
 _BT_ORDINAL_OF_EPOCH = 719_163.0
 _SECONDS_PER_DAY = 86_400.0
-
-
-class FloatBuffer:
-    """Append-only float64 array that doubles its capacity (cheap for 2M bars)."""
-
-    def __init__(self, capacity: int = 1024):
-        self._values = np.empty(capacity, dtype=float)
-        self._size = 0
-
-    def append(self, value: float) -> None:
-        if self._size == self._values.size:
-            grown = np.empty(self._values.size * 2, dtype=float)
-            grown[: self._size] = self._values[: self._size]
-            self._values = grown
-        self._values[self._size] = value
-        self._size += 1
-
-    def __len__(self) -> int:
-        return self._size
-
-    def last(self) -> float:
-        """The latest value (IndexError when empty)."""
-        if self._size == 0:
-            raise IndexError("empty FloatBuffer")
-        return float(self._values[self._size - 1])
-
-    def array(self) -> np.ndarray:
-        """A copy of the values appended so far."""
-        return self._values[: self._size].copy()
 
 
 def bt_array_to_seconds(bt_datetimes):
@@ -71,26 +41,6 @@ def datetime_to_seconds(value: datetime) -> float:
 def feed_name(data, index: int) -> str:
     """The feed's name, ``'data0'``, ``'data1'``, ... when unnamed (the broker's rule)."""
     return getattr(data, "_name", "") or f"data{index}"
-
-
-def gross_notional(strategy) -> float:
-    """Σ |size x close| over the strategy's feeds, quote currency (0.0 when flat)."""
-    broker = strategy.broker
-    notional = 0.0
-    for data in strategy.datas:
-        if len(data) == 0:
-            continue
-        size = broker.getposition(data).size
-        if size:
-            notional += abs(size * data.close[0])
-    return notional
-
-
-def effective_leverage(notional: float, value: float) -> float:
-    """``notional / value``; NaN when flat (notional 0) or value <= 0."""
-    if notional == 0.0 or value <= 0.0:
-        return math.nan
-    return notional / value
 
 
 def record_to_dict(record) -> dict:

@@ -47,8 +47,8 @@ class LiquidationAnalyzer(BarClockAnalyzer):
         self._events = []
         super().start()
 
-    def next(self):
-        self._poll()  # no per-bar clock needed: the records carry their own dates
+    def _join(self, tape) -> None:
+        """No per-bar work: the records carry their own dates and are read at stop()."""
 
     def stop(self):
         self._poll()

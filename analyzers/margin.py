@@ -1,12 +1,14 @@
 """MarginAnalyzer: how close each position came to its liquidation, bar by bar."""
 from __future__ import annotations
 
+import array
 import math
 
 import numpy as np
 
 from ._base import BarClockAnalyzer
-from ._common import FloatBuffer, bt_to_seconds, effective_leverage, feed_name, gross_notional
+from ._base import as_numpy
+from ._common import bt_to_seconds, feed_name
 from .risk_metrics import finite_or_none, iso_utc
 
 #: default warning levels of the margin ratio (fractions)
@@ -76,14 +78,29 @@ class MarginAnalyzer(BarClockAnalyzer):
         self._records = records
         self._seen_records = len(records) if records is not None else 0
         self._names = [feed_name(data, i) for i, data in enumerate(self.strategy.datas)]
-        self._ratio = {name: FloatBuffer() for name in self._names}
-        self._distance = {name: FloatBuffer() for name in self._names}
-        self._leverage = FloatBuffer()
-        self._armed = {name: set(self._levels) for name in self._names}
+        self._ratio = {name: array.array("d") for name in self._names}
+        self._distance = {name: array.array("d") for name in self._names}
+        # levels still armed per feed, ascending (each level fires once per position)
+        self._all_levels = tuple(sorted(set(self._levels)))
+        self._armed = {name: self._all_levels for name in self._names}
         self._previous_side = {name: 0 for name in self._names}
         self._opened_now = set()
         self._calls = []
         super().start()
+
+    def _join(self, tape) -> None:
+        super()._join(tape)
+        broker = self.strategy.broker
+        # per feed: (data, name, its length line, low line, high line, ratio and distance buffers)
+        self._feeds = [(data, name, data.lines[0], data.lines.low, data.lines.high,
+                        self._ratio[name], self._distance[name])
+                       for data, name in zip(self.strategy.datas, self._names)]
+        self._getposition = broker.getposition
+        if self._has_margin_api:
+            self._position_margin = broker.position_margin
+            self._maintenance_margin = broker.maintenance_margin
+            self._liquidation_price = broker.liquidation_price
+        tape.hooks.append(self._record_bar)
 
     def notify_trade(self, trade):
         if not trade.justopened:
@@ -93,46 +110,50 @@ class MarginAnalyzer(BarClockAnalyzer):
             if data is trade.data:
                 self._opened_now.add(name)
 
-    def next(self):
-        super().next()
+    # -- per bar (called by the strategy's BarTape) -----------------------
+    def _record_bar(self, clock: float, _value: float, _notional: float) -> None:
         liquidated = self._new_liquidations()
-        clock = self.last_bar_clock()
-        for data, name in zip(self.strategy.datas, self._names):
-            ratio, distance, side = self._measure(data, name in liquidated)
-            self._ratio[name].append(ratio)
-            self._distance[name].append(distance)
-            self._margin_calls(name, side, ratio, clock)
-        self._leverage.append(effective_leverage(gross_notional(self.strategy),
-                                                 self.strategy.broker.getvalue()))
-        self._opened_now = set()
+        for data, name, length_line, low_line, high_line, ratios, distances in self._feeds:
+            if name in liquidated:
+                ratio, distance, side = 1.0, 0.0, 0
+            elif not length_line.lencount:
+                ratio, distance, side = math.nan, math.nan, 0
+            else:
+                ratio, distance, side = self._measure(data, low_line, high_line)
+            ratios.append(ratio)
+            distances.append(distance)
+            armed = self._armed[name]
+            # _margin_calls changes nothing unless one of these holds (the usual bar: none)
+            if side != self._previous_side[name] or self._opened_now or \
+                    (armed and ratio >= armed[0]) or (not side and armed is not self._all_levels):
+                self._margin_calls(name, side, ratio, clock)
+        if self._opened_now:
+            self._opened_now = set()
 
-    # -- per bar ----------------------------------------------------------
-    def _new_liquidations(self) -> set:
+    def _new_liquidations(self):
         """Feed names liquidated on this bar (records appended since the last bar)."""
-        if self._records is None:
-            return set()
-        fresh = self._records[self._seen_records:]
-        self._seen_records = len(self._records)
+        records = self._records
+        if records is None or len(records) == self._seen_records:
+            return ()
+        fresh = records[self._seen_records:]
+        self._seen_records = len(records)
         return {record.data for record in fresh}
 
-    def _measure(self, data, liquidated: bool) -> tuple[float, float, int]:
+    def _measure(self, data, low_line, high_line) -> tuple[float, float, int]:
         """(margin ratio, distance, side) of ``data`` on this bar; NaN when flat."""
-        if liquidated:
-            return 1.0, 0.0, 0
-        if len(data) == 0:
+        position = self._getposition(data)
+        size = position.size
+        if not size:
             return math.nan, math.nan, 0
-        broker = self.strategy.broker
-        position = broker.getposition(data)
-        if not position.size:
-            return math.nan, math.nan, 0
-        side = 1 if position.size > 0 else -1
+        side = 1 if size > 0 else -1
         if not self._has_margin_api:
             return math.nan, math.nan, side
-        extreme = data.low[0] if side > 0 else data.high[0]
-        equity = broker.position_margin(data) + position.size * (extreme - position.price)
-        maintenance = broker.maintenance_margin(data, price=extreme)
+        line = low_line if side > 0 else high_line
+        extreme = line.array[line._idx]
+        equity = self._position_margin(data) + size * (extreme - position.price)
+        maintenance = self._maintenance_margin(data, price=extreme)
         ratio = 1.0 if equity <= maintenance else maintenance / equity
-        liquidation_price = broker.liquidation_price(data)
+        liquidation_price = self._liquidation_price(data)
         if liquidation_price is None or extreme <= 0:
             distance = math.nan
         else:
@@ -141,34 +162,34 @@ class MarginAnalyzer(BarClockAnalyzer):
 
     def _margin_calls(self, name: str, side: int, ratio: float, clock: float) -> None:
         """Fire armed levels crossed by ``ratio``; re-arm when a new position starts or ends."""
-        new_position = name in self._opened_now or (side and side != self._previous_side[name])
-        if new_position:
-            self._armed[name] = set(self._levels)
-        if not math.isnan(ratio):
-            for level in sorted(self._armed[name]):
-                if ratio >= level:
-                    self._calls.append({"dt": iso_utc(bt_to_seconds(clock)), "data": name,
-                                        "level": level, "ratio": float(ratio)})
-                    self._armed[name].discard(level)
+        if name in self._opened_now or (side and side != self._previous_side[name]):
+            self._armed[name] = self._all_levels
+        armed = self._armed[name]
+        if armed and ratio >= armed[0]:   # False for NaN
+            fired = tuple(level for level in armed if ratio >= level)
+            for level in fired:
+                self._calls.append({"dt": iso_utc(bt_to_seconds(clock)), "data": name,
+                                    "level": level, "ratio": float(ratio)})
+            self._armed[name] = tuple(level for level in armed if level not in fired)
         if side == 0:
-            self._armed[name] = set(self._levels)
+            self._armed[name] = self._all_levels
         self._previous_side[name] = side
 
     # -- results ----------------------------------------------------------
     def _summarise(self) -> dict:
         interval = self.bar_interval()
         times = self.bar_times()
-        per_data = {name: _feed_summary(self._ratio[name].array(), self._distance[name].array(),
+        per_data = {name: _feed_summary(as_numpy(self._ratio[name]), as_numpy(self._distance[name]),
                                         times, interval, self._levels)
                     for name in self._names}
         worst_name = _pick(per_data, "worst_margin_ratio", max)
         closest_name = _pick(per_data, "closest_distance", min)
-        ratios = np.vstack([self._ratio[name].array() for name in self._names]) \
+        ratios = np.vstack([as_numpy(self._ratio[name]) for name in self._names]) \
             if self._names else np.empty((0, times.size))
         with np.errstate(all="ignore"):
             any_ratio = np.nanmax(np.where(np.isnan(ratios), -1.0, ratios), axis=0) \
                 if ratios.size else np.empty(0)
-        leverage = self._leverage.array()
+        leverage = self.effective_leverage()
         exposed = leverage[np.isfinite(leverage)]
         return {
             "worst_margin_ratio": per_data[worst_name]["worst_margin_ratio"] if worst_name else None,
@@ -188,9 +209,9 @@ class MarginAnalyzer(BarClockAnalyzer):
     def series(self) -> dict:
         """Per-bar arrays (see the class docstring)."""
         out = self._time_series()
-        out["effective_leverage"] = self._leverage.array()
-        out["margin_ratio"] = {name: self._ratio[name].array() for name in self._names}
-        out["distance"] = {name: self._distance[name].array() for name in self._names}
+        out["effective_leverage"] = self.effective_leverage()
+        out["margin_ratio"] = {name: as_numpy(self._ratio[name], copy=True) for name in self._names}
+        out["distance"] = {name: as_numpy(self._distance[name], copy=True) for name in self._names}
         return out
 
 

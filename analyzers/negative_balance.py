@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 from ._base import BarClockAnalyzer
-from ._common import FloatBuffer, bt_to_seconds, field_seconds
+import numpy as np
+
+from ._base import as_numpy
+from ._common import bt_to_seconds, field_seconds
 from .risk_metrics import finite_or_none, iso_utc
 
 
@@ -49,31 +52,34 @@ class NegativeBalanceAnalyzer(BarClockAnalyzer):
         self._record_offset = len(records) if records is not None else 0
         params = getattr(broker, "p", None)
         self._policy = getattr(params, "negative_balance", None)
-        self._balance = FloatBuffer()
-        self._own_episodes = []  # [start, end or None (backtrader float datetimes), lowest]
         super().start()
 
-    def next(self):
-        super().next()
-        broker = self.strategy.broker
+    def _join(self, tape) -> None:
+        super()._join(tape)
         if self._broker_episodes is not None:
-            self._balance.append(broker.getcash())
-            return
-        value = broker.getvalue()
-        self._balance.append(value)
-        self._track_value(value, self.last_bar_clock())
+            tape.wants_cash = True
 
-    def _track_value(self, value: float, when: float) -> None:
-        """Open, extend or close an episode of value < 0 (non-margin brokers)."""
-        episode = self._own_episodes[-1] if self._own_episodes else None
-        is_open = episode is not None and episode[1] is None
-        if value < 0:
-            if is_open:
-                episode[2] = min(episode[2], value)
-            else:
-                self._own_episodes.append([when, None, value])
-        elif is_open:
-            episode[1] = when
+    def _balances(self, copy: bool = False) -> np.ndarray:
+        """The wallet (margin broker) or the account value per bar; a view unless ``copy``."""
+        return as_numpy(self._tape.cash, copy) if self._broker_episodes is not None else \
+            self.equity(copy)
+
+    def _own_episodes(self) -> list[tuple]:
+        """Episodes of value < 0 (non-margin brokers): (start, end or None, lowest).
+
+        start/end are backtrader float datetimes: the first bar below zero and
+        the first bar back at or above zero (NaN counts as not below).
+        """
+        values = self.equity()
+        below = values < 0
+        if not below.any():
+            return []
+        clocks = self.bar_clocks()
+        edges = np.diff(np.concatenate(([0], below.astype(np.int8), [0])))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        return [(float(clocks[first]), float(clocks[stop]) if stop < values.size else None,
+                 float(values[first:stop].min()))
+                for first, stop in zip(starts, ends)]
 
     def _episodes(self) -> list[dict]:
         interval = self.bar_interval()
@@ -84,7 +90,7 @@ class NegativeBalanceAnalyzer(BarClockAnalyzer):
                    for e in self._broker_episodes[self._episode_offset:]]
         else:
             raw = [(bt_to_seconds(start), None if end is None else bt_to_seconds(end), lowest)
-                   for start, end, lowest in self._own_episodes]
+                   for start, end, lowest in self._own_episodes()]
         episodes = []
         for start, end, lowest in raw:
             finish = end if end is not None else end_of_run
@@ -104,7 +110,7 @@ class NegativeBalanceAnalyzer(BarClockAnalyzer):
         absorbed = sum(deficits) if self._policy == "absorb" else 0.0
         carried = sum(deficits) if self._policy == "carry" else 0.0
         episodes = self._episodes()
-        balances = self._balance.array()
+        balances = self._balances()
         lows = [e["lowest_balance"] for e in episodes if e["lowest_balance"] is not None]
         lowest = min([0.0, *lows, *(balances[balances < 0].tolist())])
         durations = [e["duration"] for e in episodes]
@@ -124,7 +130,7 @@ class NegativeBalanceAnalyzer(BarClockAnalyzer):
     def series(self) -> dict:
         """Per-bar arrays (see the class docstring)."""
         out = self._time_series()
-        out["balance"] = self._balance.array()
+        out["balance"] = self._balances(copy=True)
         return out
 
 

@@ -6,7 +6,6 @@ import math
 import numpy as np
 
 from ._base import BarClockAnalyzer
-from ._common import FloatBuffer, effective_leverage, gross_notional
 from .risk_metrics import DEFAULT_RUIN_THRESHOLD, drawdown_series, finite_or_none, risk_summary
 
 
@@ -58,18 +57,7 @@ class RiskAnalyzer(BarClockAnalyzer):
 
     def start(self):
         self._start_value = float(self.strategy.broker.getvalue())
-        self._equity = FloatBuffer()
-        self._leverage = FloatBuffer()
-        self._exposed = FloatBuffer()  # 1.0 on bars with any position, else 0.0
         super().start()
-
-    def next(self):
-        super().next()
-        value = self.strategy.broker.getvalue()
-        notional = gross_notional(self.strategy)
-        self._equity.append(value)
-        self._leverage.append(effective_leverage(notional, value))
-        self._exposed.append(1.0 if notional > 0.0 else 0.0)
 
     def _equity_curve(self) -> tuple[np.ndarray, np.ndarray, float | None]:
         """(equity with the start value first, its stamps, interval)."""
@@ -77,14 +65,14 @@ class RiskAnalyzer(BarClockAnalyzer):
         bars = self.bar_times()
         first = bars[0] - (interval or 0.0) if bars.size else math.nan
         times = np.concatenate(([first], bars))
-        equity = np.concatenate(([self._start_value], self._equity.array()))
+        equity = np.concatenate(([self._start_value], self.equity()))
         return equity, times, interval
 
     def _summarise(self) -> dict:
         equity, times, interval = self._equity_curve()
         summary = risk_summary(equity, times, interval, ruin_threshold=self.p.ruin_threshold)
-        leverage = self._leverage.array()
-        exposed_bars = int(np.count_nonzero(self._exposed.array()))
+        leverage = self.effective_leverage()
+        exposed_bars = int(np.count_nonzero(self.notional() > 0.0))
         finite = leverage[np.isfinite(leverage)]
         summary.update({
             "exposure_time": float(exposed_bars * interval) if interval is not None
@@ -101,6 +89,6 @@ class RiskAnalyzer(BarClockAnalyzer):
         out = self._time_series()
         out["equity"] = equity[1:]
         out["drawdown"] = drawdown_series(equity)[1:]
-        out["effective_leverage"] = self._leverage.array()
+        out["effective_leverage"] = self.effective_leverage()
         out["start_value"] = self._start_value
         return out
