@@ -76,7 +76,7 @@ class NegativeBalanceEpisode:
         return _json_ready(self)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per wallet movement: slots keep each ~150 B smaller
 class CashFlow:
     """One movement of the wallet balance.
 

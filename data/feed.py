@@ -150,10 +150,6 @@ class ArrayFeed(bt.feed.DataBase):
         super().start()
         self._next_row = 0
         lines = self.lines
-        if self._line_lists is None:
-            # Python lists: indexing them is faster than numpy scalars per bar.
-            self._line_lists = [(getattr(lines, alias), self._arrays[alias].tolist())
-                                for alias in lines.getlinealiases()]
         self._all_lines = list(lines)
         self._close_line = lines[0]
         self._datetime_line = lines.datetime
@@ -168,8 +164,13 @@ class ArrayFeed(bt.feed.DataBase):
         if row >= self._row_count:
             return False
         self._next_row = row + 1
-        for line, values in self._line_lists:
-            line[0] = values[row]
+        if self._line_lists is None:
+            # (line, float64 column) pairs; ``item`` gives a Python float without keeping
+            # a list of 32-byte float objects per value (what ``tolist`` would cost).
+            self._line_lists = [(getattr(self.lines, alias), self._arrays[alias].item)
+                                for alias in self.lines.getlinealiases()]
+        for line, value_at in self._line_lists:
+            line[0] = value_at(row)
         return True
 
     # --- per-bar stepping over preloaded bars --------------------------------
@@ -223,7 +224,9 @@ class ArrayFeed(bt.feed.DataBase):
         first = int(np.searchsorted(datetimes, self.fromdate, side="left"))
         stop = int(np.searchsorted(datetimes, self.todate, side="right"))
         for alias in self.lines.getlinealiases():
-            getattr(self.lines, alias).array.frombytes(self._arrays[alias][first:stop].tobytes())
+            # frombytes reads the numpy buffer directly (no temporary bytes copy)
+            getattr(self.lines, alias).array.frombytes(
+                memoryview(self._arrays[alias][first:stop]).cast("B"))
         self._next_row = self._row_count
         self._last()
         self.home()
