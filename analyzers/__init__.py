@@ -11,6 +11,7 @@ per-bar numpy arrays for plots (``time`` as datetime64[ms]).
 - :class:`NegativeBalanceAnalyzer` -- what would have put me in debt?
 - :class:`RiskAnalyzer` -- what was the risk for the return?
 - :class:`RefusalAnalyzer` -- which entries did the sizer refuse (stop beyond liquidation)?
+- :class:`TradeListAnalyzer` -- which trades were made, which orders refused?
 
 The risk math is in :mod:`analyzers.risk_metrics` (pure functions, no
 backtrader). :func:`summary_text` formats the four analyses for printing.
@@ -21,6 +22,7 @@ from .negative_balance import NegativeBalanceAnalyzer
 from .refusal import RefusalAnalyzer
 from .risk import RiskAnalyzer
 from .summary import summary_text
+from .trades import TradeListAnalyzer
 
 __all__ = ["LiquidationAnalyzer", "MarginAnalyzer", "NegativeBalanceAnalyzer", "RiskAnalyzer",
-           "RefusalAnalyzer", "summary_text"]
+           "RefusalAnalyzer", "TradeListAnalyzer", "summary_text"]

@@ -45,6 +45,7 @@ class RiskAnalyzer(BarClockAnalyzer):
           "bankrupt_dt",             # first bar with equity <= 0
           "start_value", "end_value", "lowest_value",   # quote currency
           "bars", "bar_interval", "periods_per_year", "years",
+          "daily_returns",           # count of daily returns behind VaR/CVaR
         }
 
     ``series()`` returns numpy arrays, one entry per bar: ``time``

@@ -298,7 +298,8 @@ def risk_summary(equity, times, interval: float | None,
     ``cvar_99`` (daily returns, negative for losses), ``ruined``, ``ruin_dt``,
     ``ruin_threshold``, ``bankrupt_dt`` (first bar with equity <= 0),
     ``start_value``, ``end_value``, ``lowest_value``, ``bars``,
-    ``bar_interval``, ``periods_per_year``, ``years``.
+    ``bar_interval``, ``periods_per_year``, ``years``, ``daily_returns`` (how many
+    daily returns VaR/CVaR were computed from, up to the ruin).
     """
     full = np.asarray(equity, dtype=float)
     stamps = np.asarray(times, dtype=float)
@@ -345,6 +346,7 @@ def risk_summary(equity, times, interval: float | None,
         "bar_interval": interval,
         "periods_per_year": periods,
         "years": years,
+        "daily_returns": int(daily.size),
     }
     for suffix, cutoff in VAR_CUTOFFS.items():
         summary["var_" + suffix] = value_at_risk(daily, cutoff)

@@ -17,6 +17,8 @@ max_drawdown               deepest fall from a running peak [positive fraction, 
 volatility                 annualised stdev of bar returns [fraction]
 sharpe, sortino, calmar    risk-adjusted ratios (risk-free rate 0) [dimensionless]
 var_95, cvar_95            historical daily VaR / CVaR at 95 % [return, negative = loss]
+<ratio>_reason             why ``cagr``, ``sharpe``, ``sortino``, ``calmar``, ``var_95`` or
+                           ``cvar_95`` is None (see :func:`undefined_reasons`), else None
 ruined                     equity fell below the ruin threshold [bool]
 liquidations               number of liquidations [count]
 margin_lost                margin lost to liquidations (cross: wallet lost) [quote currency]
@@ -31,6 +33,11 @@ closest_distance           smallest distance to the liquidation price [fraction]
 margin_calls               margin-ratio warning levels crossed upward [count]
 entries_refused            entries the sizer refused because the stop lay at or beyond the
                            liquidation price (``sizer=risk``) [count]
+orders_rejected            orders the broker refused (balance, tier, below the lot) [count]
+rejections                 those refusals by reason, as JSON text ('{"tier": 3}')
+trades                     positions opened, flat to flat, incl. one still open [count]
+all_orders_rejected        orders were placed and every one was refused [bool]: the setting
+                           never traded, so it is left out of the "best" choices
 commission                 taker fee [fraction of notional]
 maintenance_margin_rate    [fraction of notional] (flat rate; unused with ``tiers``)
 tiers                      tier table name or path, None = flat maintenance margin rate
@@ -57,12 +64,23 @@ import pandas as pd
 from .config import BacktestConfig
 
 RESULT_KEYS = (
-    "final_value", "total_return", "cagr", "max_drawdown", "volatility", "sharpe", "sortino",
-    "calmar", "var_95", "cvar_95", "ruined", "liquidations", "margin_lost", "liquidation_fees",
-    "deficit", "absorbed_deficit", "worst_balance", "time_to_first_liquidation",
-    "first_liquidation_dt", "worst_margin_ratio", "closest_distance", "margin_calls",
-    "entries_refused",
+    "final_value", "total_return", "cagr", "cagr_reason", "max_drawdown", "volatility",
+    "sharpe", "sharpe_reason", "sortino", "sortino_reason", "calmar", "calmar_reason",
+    "var_95", "var_95_reason", "cvar_95", "cvar_95_reason", "ruined", "liquidations",
+    "margin_lost", "liquidation_fees", "deficit", "absorbed_deficit", "worst_balance",
+    "time_to_first_liquidation", "first_liquidation_dt", "worst_margin_ratio",
+    "closest_distance", "margin_calls", "orders_rejected", "rejections", "trades",
+    "all_orders_rejected", "entries_refused",
 )
+#: ratios that can be undefined, each with a ``<key>_reason`` beside it in the row
+REASONED_KEYS = ("cagr", "sharpe", "sortino", "calmar", "var_95", "cvar_95")
+#: shortest window [days] for which an annualised figure (CAGR, Calmar) is shown
+MIN_ANNUALISED_DAYS = 30
+#: fewest daily returns for Sharpe, Sortino, VaR and CVaR
+MIN_DAILY_RETURNS = 30
+REASON_RUINED = "ruined"
+REASON_SHORT_WINDOW = f"window shorter than {MIN_ANNUALISED_DAYS} days"
+REASON_FEW_RETURNS = f"fewer than {MIN_DAILY_RETURNS} daily returns"
 SETTING_KEYS = ("commission", "maintenance_margin_rate", "tiers", "liquidation_fee_rate",
                 "negative_balance", "strategy_params", "margin_mode", "feed_tiers")
 IDENTITY_KEYS = ("symbol", "source", "synthetic", "interval", "data_start", "data_end", "bars")
@@ -70,19 +88,57 @@ ROW_KEYS = ("strategy", "leverage", "cash") + RESULT_KEYS + SETTING_KEYS + IDENT
     "seconds", "error")
 
 
+def undefined_reasons(risk: dict) -> dict:
+    """``{ratio key: reason or None}``: which ratios a row must show as n/a, and why.
+
+    ``risk`` is a ``RiskAnalyzer`` analysis. In order of precedence:
+
+    - ``ruined`` (equity fell below the ruin threshold): Sharpe, Sortino, Calmar, VaR and
+      CVaR describe a curve that stopped meaning anything (a 50x buy-and-hold that lost
+      91.8 % is flat after its liquidation: Sharpe +0.86, VaR 0.0). CAGR stays: it is
+      the return.
+    - a window shorter than :data:`MIN_ANNUALISED_DAYS` days: CAGR and Calmar (a month's
+      return compounded twelve times is not a forecast: 21,113,784 %);
+    - fewer than :data:`MIN_DAILY_RETURNS` daily returns: Sharpe, Sortino, VaR, CVaR;
+    - else a reason only where the analyzer gave None (no variation, no drawdown, ...).
+    """
+    years = risk.get("years")
+    days = years * 365.0 if years is not None else None
+    daily = risk.get("daily_returns")
+    if daily is None and days is not None:
+        daily = int(days)
+    reasons = dict.fromkeys(REASONED_KEYS)
+    for key in REASONED_KEYS:
+        if risk.get("ruined") and key != "cagr":
+            reasons[key] = REASON_RUINED
+        elif key in ("cagr", "calmar") and (days is None or days < MIN_ANNUALISED_DAYS):
+            reasons[key] = REASON_SHORT_WINDOW
+        elif key not in ("cagr", "calmar") and (daily is None or daily < MIN_DAILY_RETURNS):
+            reasons[key] = REASON_FEW_RETURNS
+        elif risk.get(key) is None or not math.isfinite(risk.get(key)):
+            reasons[key] = _UNDEFINED.get(key, "undefined")
+    return reasons
+
+
+_UNDEFINED = {"sharpe": "no variation in returns", "sortino": "no losing bar",
+              "calmar": "no drawdown", "cagr": "undefined"}
+
+
 def metrics_row(config: BacktestConfig, frame: pd.DataFrame, final_value: float,
                 analyses: dict, seconds: float) -> dict:
     """Row of a finished run from the analyzers' ``get_analysis()`` dicts.
 
-    ``analyses`` maps ``liquidation``, ``margin``, ``negative_balance`` and ``risk`` to
-    the analyses of ``LiquidationAnalyzer``, ``MarginAnalyzer``,
-    ``NegativeBalanceAnalyzer`` and ``RiskAnalyzer``, and optionally ``refusal`` to that of
-    ``RefusalAnalyzer`` (no refusals when absent).
+    ``analyses`` maps ``liquidation``, ``margin``, ``negative_balance``, ``risk`` and
+    ``trades`` to the analyses of ``LiquidationAnalyzer``, ``MarginAnalyzer``,
+    ``NegativeBalanceAnalyzer``, ``RiskAnalyzer`` and ``TradeListAnalyzer``, and optionally
+    ``refusal`` to that of ``RefusalAnalyzer`` (no refusals when absent).
     """
     liquidation = analyses["liquidation"]
     margin = analyses["margin"]
     negative = analyses["negative_balance"]
     risk = analyses["risk"]
+    trades = analyses.get("trades") or {}
+    reasons = undefined_reasons(risk)
     events = list(liquidation.get("events") or [])
     first = events[0] if events else {}
     row = _base_row(config, frame)
@@ -111,8 +167,16 @@ def metrics_row(config: BacktestConfig, frame: pd.DataFrame, final_value: float,
         "margin_calls": len(margin.get("margin_calls") or []),
         "entries_refused": int((analyses.get("refusal") or {}).get("by_reason", {})
                                .get("stop_beyond_liquidation", 0)),
+        "orders_rejected": int(trades.get("orders_rejected") or 0),
+        "rejections": json.dumps(trades.get("rejections") or {}, sort_keys=True),
+        "trades": int(trades.get("count") or 0),
+        "all_orders_rejected": bool(trades.get("orders_rejected")) and not trades.get("fills"),
         "seconds": round(float(seconds), 3),
     })
+    for key, reason in reasons.items():
+        row[f"{key}_reason"] = reason
+        if reason is not None:
+            row[key] = None
     return _json_ready(row)
 
 

@@ -17,6 +17,10 @@ liquidation_price  fill price of each liquidation [quote currency]
 liquidation_side   +1 long, -1 short, per liquidation
 =================  ======================================================================
 The bar times and closes are the frame's own, so they are not repeated here.
+
+Per-event lists (``BacktestResult.events``, JSON-ready dicts; the output folder keeps them
+as ``liquidations.csv`` and ``trades.csv``): ``liquidations`` (the ``LiquidationAnalyzer``
+events) and ``trades`` (the ``TradeListAnalyzer`` round trips).
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ import pandas as pd
 from ..broker import MarginBroker
 from ..data import ArrayFeed
 from ..analyzers import (LiquidationAnalyzer, MarginAnalyzer, NegativeBalanceAnalyzer,
-                         RefusalAnalyzer, RiskAnalyzer)
+                         RefusalAnalyzer, RiskAnalyzer, TradeListAnalyzer)
 from ..strategies import get_strategy
 
 from .config import BacktestConfig
@@ -38,15 +42,17 @@ from .metrics import error_row, metrics_row
 
 ANALYZERS = {"liquidation": LiquidationAnalyzer, "margin": MarginAnalyzer,
              "negative_balance": NegativeBalanceAnalyzer, "risk": RiskAnalyzer,
-             "refusal": RefusalAnalyzer}
+             "refusal": RefusalAnalyzer, "trades": TradeListAnalyzer}
 
 
 @dataclass
 class BacktestResult:
-    """What one setting produced: a metrics row (always) and its series (empty on error)."""
+    """What one setting produced: a metrics row (always), its series and event lists
+    (``{"liquidations": [...], "trades": [...]}``; both empty on error)."""
 
     row: dict
     series: dict = field(default_factory=dict)
+    events: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -108,7 +114,9 @@ def run_backtest(frame: pd.DataFrame, config: BacktestConfig) -> BacktestResult:
     analyses = {name: analyzer.get_analysis() for name, analyzer in analyzers.items()}
     row = metrics_row(config, frame, cerebro.broker.getvalue(), analyses,
                       seconds=time.perf_counter() - started)
-    return BacktestResult(row=row, series=_series(analyzers, len(frame)))
+    events = {"liquidations": analyses["liquidation"]["events"],
+              "trades": analyses["trades"]["trades"]}
+    return BacktestResult(row=row, series=_series(analyzers, len(frame)), events=events)
 
 
 def run_task(frame: pd.DataFrame, config: BacktestConfig) -> BacktestResult:

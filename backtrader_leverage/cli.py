@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="leverage, > 0 (default 1)")
     run.add_argument("--out", type=Path, default=DEFAULT_OUT / "run", metavar="DIR",
                      help="output folder (default out/run)")
+    _add_static_option(run)
     run.set_defaults(handler=command_run)
 
     sweep = commands.add_parser("sweep", parents=[common], help="one strategy over many leverages",
@@ -143,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the settings on a "
                        "dask.distributed scheduler instead of local processes (needs "
                        "'pip install distributed'; workers must import this project)")
+    sweep.add_argument("--no-refine", dest="refine", action="store_false",
+                       help="skip the bisection that refines the highest leverage without "
+                       "liquidation between the grid's last safe and first liquidated leverage "
+                       "(extra backtests, one after another)")
+    _add_static_option(sweep)
     sweep.set_defaults(handler=command_sweep)
 
     _add_ruin_parser(commands, common)
@@ -151,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Rebuild DIR/report.html from DIR/metrics.json "
                                  "and DIR/series.npz, without re-running anything.")
     report.add_argument("dir", type=Path, metavar="DIR", help="output folder of run or sweep")
+    _add_static_option(report)
     report.set_defaults(handler=command_report)
     return parser
 
@@ -205,6 +212,12 @@ def _add_ruin_parser(commands, common) -> None:
     ruin.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the tasks on a "
                       "dask.distributed scheduler instead of local processes")
     ruin.set_defaults(handler=command_ruin)
+
+
+def _add_static_option(command) -> None:
+    command.add_argument("--static", action="store_true", help="PNG charts (matplotlib) "
+                         "instead of the interactive ones: a smaller page with no script, for "
+                         "e-mail and CI artifacts")
 
 
 def _add_data_options(common) -> None:
@@ -265,6 +278,7 @@ def _add_margin_options(common) -> None:
 # -- commands -------------------------------------------------------------------------------
 def command_run(args) -> int:
     parse_margin_modes(args.margin_mode, several=False)
+    args.refine = False
     return _run_settings(args, [args.leverage], workers=1, scheduler=None)
 
 
@@ -327,7 +341,7 @@ def command_ruin(args) -> int:
 
 
 def command_report(args) -> int:
-    from .backtest import read_outputs
+    from .backtest import read_report_inputs
     from .backtest.results import REPORT_HTML, write_files_atomically
     from .report import render_report
 
@@ -336,8 +350,9 @@ def command_report(args) -> int:
         from .report.ruin import render_ruin_report
         html = render_ruin_report(read_ruin(args.dir))
     else:
-        rows, bundle = read_outputs(args.dir)
-        html = render_report(rows, bundle)
+        inputs = read_report_inputs(args.dir)
+        html = render_report(inputs["rows"], inputs["bundle"], inputs["summary"],
+                             inputs["liquidations"], inputs["trades"], static=args.static)
     written = write_files_atomically(args.dir, {REPORT_HTML: html.encode("utf-8")})
     print(f"report: {written[REPORT_HTML].resolve()}")
     return EXIT_OK
@@ -362,7 +377,8 @@ def command_demo() -> int:
 
 # -- shared flow ----------------------------------------------------------------------------
 def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
-    from .backtest import BacktestConfig, default_workers, series_bundle, sweep, write_outputs
+    from .backtest import (BacktestConfig, default_workers, event_records, series_bundle, sweep,
+                           write_outputs)
     from .backtest.compare import mode_comparison
     from .backtest.results import REPORT_HTML, prepare_output_dir
     from .report import render_report
@@ -393,16 +409,24 @@ def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
     results = sweep(frame, configs, workers=workers, scheduler=scheduler)
     rows = [result.row for result in results]
     bundle = series_bundle(frame, results)
-    written = write_outputs(args.out, rows, bundle, render_report(rows, bundle))
+    summary = _safe_leverage(frame, configs, rows, refine=getattr(args, "refine", True))
+    liquidations, trades = event_records(rows, results)
+    html = render_report(rows, bundle, summary, liquidations, trades,
+                         static=getattr(args, "static", False))
+    written = write_outputs(args.out, rows, bundle, html, summary=summary,
+                            liquidations=liquidations, trades=trades)
     print(run_summary(rows[0]) if len(rows) == 1 and not rows[0]["error"] else summary_table(rows))
     comparison = mode_comparison(rows)
     if comparison:
         print(comparison_table(comparison))
+    print(summary["headline"])
+    for note in summary["notes"]:
+        print(note)
     for row in rows:
         if row["error"]:
             print(f"error: leverage {row['leverage']:g}x failed: {row['error']}", file=sys.stderr)
-    print(f"report: {written[REPORT_HTML].resolve()}  "
-          "(metrics.json, metrics.csv, series.npz beside it)")
+    print(f"report: {written[REPORT_HTML].resolve()}  (metrics.json, metrics.csv, series.npz, "
+          "summary.json, liquidations.csv, trades.csv beside it)")
     return EXIT_SETTING_FAILED if any(row["error"] for row in rows) else EXIT_OK
 
 
@@ -419,6 +443,32 @@ def parse_margin_modes(text: str, *, several: bool) -> list[str]:
         raise CliError("--margin-mode: this command takes one mode; compare modes with "
                        "sweep --margin-mode isolated,cross")
     return modes
+
+
+def _safe_leverage(frame, configs, rows, *, refine: bool) -> dict:
+    """summary.json: the safe leverage, refined by re-running the backtest unless told not to."""
+    import dataclasses
+
+    from .backtest import run_task, safe_leverage_summary
+    from .backtest.safe_leverage import grid_boundary
+
+    mode = configs[0].margin_mode             # several modes: the first one's leverages
+    rows = [row for row in rows if row.get("margin_mode", mode) == mode]
+    run = None
+    if refine and len(rows) > 1:
+        low, high = grid_boundary(rows)
+        if low is not None and high is not None:
+            print(f"refine: bisecting between {low['leverage']:g}x (no liquidation) and "
+                  f"{high['leverage']:g}x (liquidated); --no-refine skips it")
+
+            def run(leverage):
+                return run_task(frame, dataclasses.replace(configs[0], leverage=leverage)).row
+    summary = safe_leverage_summary(rows, run)
+    if len({config.margin_mode for config in configs}) > 1:
+        summary["margin_mode"] = mode
+        summary["notes"].insert(0, f"The safe leverage is that of margin mode {mode} (the "
+                                   "first of --margin-mode).")
+    return summary
 
 
 def _strategy_params(strategy: str, pairs) -> tuple:

@@ -446,7 +446,7 @@ class MarginBroker(bt.brokers.BackBroker):
             plan = self._plan_fill(data, order.executed.remsize, order.created.price,
                                    *state, wallet, others=simulated)
             if plan.rejection:
-                self._refuse(order)
+                self._refuse(order, plan.rejection)
                 continue
             if len(self._ocol.get(self._ocos[order.ref], ())) <= 1:
                 wallet = plan.wallet_after
@@ -460,8 +460,12 @@ class MarginBroker(bt.brokers.BackBroker):
         self._ococheck(order)
         self._bracketize(order, cancel=True)
 
-    def _refuse(self, order):
-        """Backtrader's Margin status: not enough balance, or the tier forbids the leverage."""
+    def _refuse(self, order, reason):
+        """Backtrader's Margin status: not enough balance, or the tier forbids the leverage.
+
+        ``reason`` ('balance' or 'tier') is kept in ``order.info.rejection``.
+        """
+        order.addinfo(rejection=reason)
         order.margin()
         self.notify(order)
         self._ococheck(order)
@@ -545,7 +549,7 @@ class MarginBroker(bt.brokers.BackBroker):
         plan = self._plan_fill(data, size, price, position.size, position.price,
                                self._margins[data], self.cash)
         if plan.rejection:
-            self._refuse(order)
+            self._refuse(order, plan.rejection)
             return
         self._apply_fill(order, size, price, plan, dtcoc or data.datetime[ago])
 

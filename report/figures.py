@@ -1,170 +1,203 @@
-"""Matplotlib figures of the risk report, returned as base64-encoded PNG text.
+"""The report's charts, one function per chart, each returning a :class:`~report.charts.Chart`.
 
-Uses the non-interactive Agg canvas directly (no pyplot, no display, no global state), so
-rendering works in worker processes and on headless machines. Long series are reduced to
-at most :data:`MAX_PLOT_POINTS` points per line by keeping each bucket's minimum and
-maximum, so crashes and liquidation spikes survive the downsampling.
+Every function takes the :class:`~report.sections.ReportData` of the page (rows, series,
+event tables) and builds a backend-neutral chart spec; :mod:`report.interactive` (plotly,
+the default page) or :mod:`report.static` (matplotlib PNG, ``--static``) draws it.
 """
 from __future__ import annotations
 
-import base64
-import io
-import warnings
-
-import matplotlib
-import matplotlib.ticker
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
+from .charts import MAX_PLOT_POINTS, Chart, HLine, Panel, Trace, downsample, line  # noqa: F401
+from .static import DPI, WIDTH_INCHES, _png_base64  # noqa: F401  (matplotlib-drawn sections)
 
-MAX_PLOT_POINTS = 4000
-DPI = 90
-WIDTH_INCHES = 11.0
-
-
-def downsample(x: np.ndarray, y: np.ndarray, max_points: int = MAX_PLOT_POINTS):
-    """Min/max envelope of ``y`` over equal buckets of ``x``: at most ``max_points`` points.
-
-    Keeps the first and last point; NaNs stay NaN (gaps in the line). Returns (x, y) as is
-    when they are already short enough.
-    """
-    length = len(y)
-    if length <= max_points:
-        return x, y
-    buckets = max_points // 2
-    edges = np.linspace(0, length, buckets + 1).astype(np.int64)
-    keep = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for start, stop in zip(edges[:-1], edges[1:]):
-            chunk = y[start:stop]
-            if np.all(np.isnan(chunk)):
-                keep.append(start)
-                continue
-            low, high = start + int(np.nanargmin(chunk)), start + int(np.nanargmax(chunk))
-            keep.extend(sorted({low, high}))
-    index = np.unique(np.concatenate([[0], keep, [length - 1]]))
-    return x[index], y[index]
+#: colour per setting, in row order (colour-blind-safe Tableau 10)
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+           "#ff9da7", "#9c755f", "#bab0ac")
+LONG_LIQUIDATED, SHORT_LIQUIDATED = "#d62728", "#ff7f0e"
+ENTRY_COLOR, EXIT_COLOR = "#2ca02c", "#111111"
+REJECTED_COLOR = "#9e9e9e"
 
 
-def setting_figure(time, close, equity, drawdown, margin_ratio, liquidation_time,
-                   liquidation_price, liquidation_side, *, cash: float, title: str) -> str:
-    """Four stacked panels on one shared time axis, as base64 PNG.
+def color_of(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
 
-    1. equity [quote currency]: log scale, or symmetric-log when any equity <= 0;
-    2. drawdown [percent of the running peak];
+
+def setting_chart(report, index: int) -> Chart:
+    """Four panels of one setting on one time axis.
+
+    1. equity [quote currency]: log scale, linear once it reaches 0 or below;
+    2. drawdown [percent of the running peak, drawn below 0];
     3. margin ratio (maintenance margin / position equity) with the liquidation line at 1;
-    4. close price with liquidations marked at their fill price (v long, ^ short).
+    4. close price with liquidations (at their fill) and trade entries and exits.
     """
-    dates = np.asarray(time, dtype="datetime64[ns]")
-    figure = Figure(figsize=(WIDTH_INCHES, 9.0), dpi=DPI)
-    axes = figure.subplots(4, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.5, 1.5, 2.5]})
-    equity_axis, drawdown_axis, margin_axis, price_axis = axes
-
-    equity_axis.plot(*downsample(dates, np.asarray(equity, dtype=np.float64)), lw=0.9)
-    equity_axis.axhline(cash, color="grey", lw=0.6, ls="--", label="starting cash")
-    if np.nanmin(equity) > 0:
-        equity_axis.set_yscale("log")
-        equity_axis.set_ylabel("equity (log)")
-    else:
-        equity_axis.set_yscale("symlog", linthresh=max(cash * 0.01, 1e-9))
-        equity_axis.axhline(0, color="black", lw=0.6)
-        equity_axis.set_ylabel("equity (symlog)")
-    equity_axis.legend(loc="upper left", fontsize=8)
-    equity_axis.set_title(title, fontsize=10)
-
-    drawdown_pct = -100.0 * np.asarray(drawdown, dtype=np.float64)
-    drawdown_axis.fill_between(*downsample(dates, drawdown_pct), 0, color="tab:red", alpha=0.4,
-                               lw=0)
-    drawdown_axis.set_ylabel("drawdown %")
-
-    ratio = np.asarray(margin_ratio, dtype=np.float64)
-    # markers too: a position held for one bar is a single point between NaNs
-    margin_axis.plot(*downsample(dates, ratio), color="tab:purple", lw=0.8, marker=".",
-                     markersize=2.5)
-    margin_axis.axhline(1.0, color="tab:red", lw=0.8, ls="--", label="liquidation (1.0)")
-    margin_axis.set_ylim(0, max(1.1, float(np.nanmax(ratio)) * 1.05 if np.any(ratio > 0) else 1.1))
-    margin_axis.set_ylabel("margin ratio")
-    margin_axis.legend(loc="upper left", fontsize=8)
-
-    price_axis.plot(*downsample(dates, np.asarray(close, dtype=np.float64)), color="black",
-                    lw=0.7)
-    events = np.asarray(liquidation_time, dtype="datetime64[ns]")
-    sides = np.asarray(liquidation_side)
-    prices = np.asarray(liquidation_price, dtype=np.float64)
-    for side, marker, color, label in ((1, "v", "tab:red", "long liquidated"),
-                                       (-1, "^", "tab:orange", "short liquidated")):
-        chosen = sides == side
-        if np.any(chosen):
-            price_axis.scatter(events[chosen], prices[chosen], marker=marker, color=color,
-                               s=40, zorder=3, label=f"{label} ({int(chosen.sum())})")
-    price_axis.set_yscale("log")
-    price_axis.set_ylabel("close (log)")
-    if len(events):
-        price_axis.legend(loc="upper left", fontsize=8)
-    for axis in axes:
-        axis.grid(True, alpha=0.3)
-    figure.align_ylabels(axes)
-    return _png_base64(figure)
+    row, series = report.rows[index], report.per_row[index]
+    times, close = report.price["time"], report.price["close"]
+    dates = np.asarray(times, dtype="datetime64[ns]")
+    equity = np.asarray(series["equity"], dtype=np.float64)
+    lowest = float(np.nanmin(equity)) if equity.size else 1.0
+    equity_panel = Panel("equity", [line("equity", dates, equity, color=color_of(index))],
+                         scale="log" if lowest > 0 else "linear", y_format="money", weight=3,
+                         lines=[HLine(report.cash, "starting cash")])
+    if lowest <= 0:
+        equity_panel.lines.append(HLine(0.0, "zero", color="#000", dash=False))
+    drawdown = -np.asarray(series["drawdown"], dtype=np.float64)
+    drawdown_panel = Panel("drawdown", [line("drawdown", dates, drawdown, kind="area",
+                                             color="#d62728", legend=False)],
+                           y_format="percent", weight=1.4)
+    ratio = np.asarray(series["margin_ratio"], dtype=np.float64)
+    top = float(np.nanmax(ratio)) if np.any(np.isfinite(ratio)) else 0.0
+    margin_panel = Panel("margin ratio", [line("margin ratio", dates, ratio, color="#7b3fa0",
+                                               legend=False)],
+                         y_format="ratio", weight=1.4, y_range=(0, max(1.1, top * 1.05)),
+                         lines=[HLine(1.0, "liquidation (margin ratio 1)", color="#d62728")])
+    price_panel = Panel("price", [line("close", dates, np.asarray(close, dtype=np.float64),
+                                       color="#555555", width=1.0)],
+                        scale="log", y_format="price", weight=2.6)
+    price_panel.traces.extend(trade_markers(report.trades_of(index)))
+    price_panel.traces.extend(liquidation_markers(report.liquidations_of(index)))
+    leverage = report.label(index)
+    return Chart(chart_id=f"chart-setting-{index}", height=720,
+                 title=f"{leverage}: equity, drawdown, margin ratio and price",
+                 panels=[equity_panel, drawdown_panel, margin_panel, price_panel],
+                 description=f"equity, drawdown, margin ratio and price with liquidations and "
+                             f"trades at leverage {leverage}")
 
 
-def outcome_figure(leverage, final_value, max_drawdown, liquidations, *, cash: float) -> str:
-    """Leverage vs outcome: final equity, max drawdown [%] and liquidation count, as base64 PNG.
+def liquidation_markers(events: list) -> list:
+    """Marker traces of liquidations at their fill price: long ▼ red, short ▲ orange."""
+    traces = []
+    for side, marker, color in (("long", "triangle-down", LONG_LIQUIDATED),
+                                ("short", "triangle-up", SHORT_LIQUIDATED)):
+        chosen = [event for event in events if event.get("side") == side]
+        if not chosen:
+            continue
+        traces.append(Trace(
+            name=f"{side} liquidated ({len(chosen)})", kind="markers", marker=marker,
+            color=color, size=11,
+            x=np.array([_time(event["time"]) for event in chosen], dtype="datetime64[ns]"),
+            y=np.array([event["fill_price"] for event in chosen], dtype=np.float64),
+            hover=[_liquidation_hover(event) for event in chosen]))
+    return traces
 
-    Failed settings (None values) are left out of each panel.
+
+def trade_markers(trades: list) -> list:
+    """Entry (▲ long / ▼ short, green) and exit (× black) markers of the trade list."""
+    if not trades:
+        return []
+    entries = [trade for trade in trades if trade.get("entry_time")]
+    exits = [trade for trade in trades if trade.get("exit_time")
+             and trade.get("exit_reason") != "liquidation"]
+    traces = []
+    for side, marker in (("long", "triangle-up"), ("short", "triangle-down")):
+        chosen = [trade for trade in entries if trade.get("side") == side]
+        if chosen:
+            traces.append(Trace(
+                name=f"{side} entry ({len(chosen)})", kind="markers", marker=marker,
+                color=ENTRY_COLOR, size=8,
+                x=np.array([_time(trade["entry_time"]) for trade in chosen], dtype="datetime64[ns]"),
+                y=np.array([trade["entry_price"] for trade in chosen], dtype=np.float64),
+                hover=[_entry_hover(trade) for trade in chosen]))
+    if exits:
+        traces.append(Trace(
+            name=f"exit ({len(exits)})", kind="markers", marker="x", color=EXIT_COLOR, size=7,
+            x=np.array([_time(trade["exit_time"]) for trade in exits], dtype="datetime64[ns]"),
+            y=np.array([trade["exit_price"] for trade in exits], dtype=np.float64),
+            hover=[_exit_hover(trade) for trade in exits]))
+    return traces
+
+
+def outcome_chart(report) -> Chart:
+    """Leverage vs final equity, max drawdown and liquidation count (sweeps only).
+
+    Settings whose every order was refused are grey crosses 'never traded' on the
+    baseline, not points of the curve; failed settings are left out.
     """
-    figure = Figure(figsize=(WIDTH_INCHES, 3.4), dpi=DPI)
-    axes = figure.subplots(1, 3)
-    panels = ((final_value, "final equity", 1.0), (max_drawdown, "max drawdown %", 100.0),
-              (liquidations, "liquidations", 1.0))
-    for axis, (values, label, scale) in zip(axes, panels):
-        points = [(lev, value * scale) for lev, value in zip(leverage, values) if value is not None]
+    traded = [row for row in report.rows if row.get("error") is None
+              and not row.get("all_orders_rejected")]
+    refused = [row for row in report.rows if row.get("error") is None
+               and row.get("all_orders_rejected")]
+    panels = []
+    for key, label, y_format in (("final_value", "final equity", "money"),
+                                 ("max_drawdown", "max drawdown", "percent"),
+                                 ("liquidations", "liquidations", "count")):
+        points = [(row["leverage"], row[key]) for row in traded if row.get(key) is not None]
+        panel = Panel(label, y_format=y_format)
         if points:
-            x, y = zip(*points)
-            axis.plot(x, y, marker="o")
-        if label == "liquidations":
-            axis.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        positive = [lev for lev in leverage if lev]
-        if positive and max(positive) / min(positive) >= 10:
-            axis.set_xscale("log")
-            axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        axis.set_xlabel("leverage (x)")
-        axis.set_ylabel(label)
-        axis.grid(True, alpha=0.3)
-    axes[0].axhline(cash, color="grey", lw=0.6, ls="--")
-    figure.tight_layout()
-    return _png_base64(figure)
+            x, y = (np.array(values, dtype=np.float64) for values in zip(*points))
+            panel.traces.append(Trace(name=label, x=x, y=y, kind="lines+markers",
+                                      color="#4e79a7", legend=False,
+                                      hover=[f"{x_:g}x: {_plain(y_, y_format)}"
+                                             for x_, y_ in points]))
+        if refused:
+            panel.traces.append(Trace(
+                name="never traded (every order refused)", kind="markers", marker="x",
+                color=REJECTED_COLOR, size=10, legend=key == "final_value",
+                x=np.array([row["leverage"] for row in refused], dtype=np.float64),
+                y=np.zeros(len(refused)) if key != "final_value" else
+                np.array([row["cash"] for row in refused], dtype=np.float64),
+                hover=[f"{row['leverage']:g}x: never traded, every order refused"
+                       for row in refused]))
+        if key == "final_value":
+            panel.lines.append(HLine(report.cash, "starting cash"))
+        panels.append(panel)
+    leverages = [row["leverage"] for row in report.rows if row.get("leverage")]
+    log_x = bool(leverages) and max(leverages) / min(leverages) >= 10
+    return Chart(chart_id="chart-outcome", title="Leverage vs outcome", panels=panels,
+                 x_kind="leverage", x_label="leverage", x_log=log_x, height=620,
+                 description="final equity, max drawdown and liquidations against leverage")
 
 
-def equity_overlay_figure(time, curves, *, cash: float) -> str:
-    """Every setting's equity [quote currency] on one time axis, as base64 PNG.
-
-    ``curves`` is a list of (label, equity array). Log scale, or symmetric-log when any
-    equity is <= 0; an empty list gives an empty chart.
-    """
-    dates = np.asarray(time, dtype="datetime64[ns]")
-    figure = Figure(figsize=(WIDTH_INCHES, 4.0), dpi=DPI)
-    axis = figure.subplots()
-    lowest = min((float(np.nanmin(equity)) for _, equity in curves), default=cash)
-    for label, equity in curves:
-        axis.plot(*downsample(dates, np.asarray(equity, dtype=np.float64)), lw=0.9, label=label)
-    axis.axhline(cash, color="grey", lw=0.6, ls="--")
-    if lowest > 0:
-        axis.set_yscale("log")
-    else:
-        axis.set_yscale("symlog", linthresh=max(cash * 0.01, 1e-9))
-        axis.axhline(0, color="black", lw=0.6)
-    axis.set_ylabel("equity")
-    axis.grid(True, alpha=0.3)
-    if curves:
-        axis.legend(loc="upper left", fontsize=8, ncol=min(len(curves), 6))
-    figure.tight_layout()
-    return _png_base64(figure)
+def equity_overlay_chart(report) -> Chart:
+    """Every traded setting's equity on one time axis (sweeps only)."""
+    dates = np.asarray(report.price["time"], dtype="datetime64[ns]")
+    traces, lowest = [], report.cash
+    for index, (row, series) in enumerate(zip(report.rows, report.per_row)):
+        if series is None or row.get("all_orders_rejected"):
+            continue
+        equity = np.asarray(series["equity"], dtype=np.float64)
+        lowest = min(lowest, float(np.nanmin(equity)))
+        traces.append(line(report.label(index), dates, equity, color=color_of(index)))
+    panel = Panel("equity", traces, scale="log" if lowest > 0 else "linear", y_format="money",
+                  lines=[HLine(report.cash, "starting cash")])
+    return Chart(chart_id="chart-equity", title="Equity of every leverage", panels=[panel],
+                 height=440, description="equity of every leverage setting over time")
 
 
-def _png_base64(figure: Figure) -> str:
-    buffer = io.BytesIO()
-    FigureCanvasAgg(figure).print_png(buffer)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+# -- hover texts -----------------------------------------------------------------------------
+def _liquidation_hover(event) -> str:
+    return (f"{_day(event['time'])} {event.get('feed', '')} {event['side']} liquidated<br>"
+            f"size {event['size']:g} entry {event['entry_price']:,.2f}<br>"
+            f"liquidation price {event['liquidation_price']:,.2f}, fill {event['fill_price']:,.2f}"
+            f"<br>margin lost {event['margin_lost']:,.2f} (fee {event['fee']:,.2f} of it), "
+            f"deficit {event['deficit']:,.2f}")
+
+
+def _entry_hover(trade) -> str:
+    return (f"{_day(trade['entry_time'])} {trade['side']} entry<br>"
+            f"size {trade['size']:g} @ {trade['entry_price']:,.2f}")
+
+
+def _exit_hover(trade) -> str:
+    return (f"{_day(trade['exit_time'])} exit ({trade['exit_reason']}) "
+            f"@ {trade['exit_price']:,.2f}<br>pnl {trade['pnl']:,.2f}, fees {trade['fees']:,.2f}")
+
+
+def _plain(value, kind) -> str:
+    if kind == "percent":
+        return f"{value * 100:,.2f} %"
+    if kind == "count":
+        return f"{int(value)}"
+    return f"{value:,.2f}"
+
+
+def _leverage(row) -> str:
+    return f"{row['leverage']:g}x"
+
+
+def _time(iso_text) -> np.datetime64:
+    return np.datetime64(str(iso_text).replace("Z", "")[:19], "ns")
+
+
+def _day(iso_text) -> str:
+    return str(iso_text)[:16].replace("T", " ")

@@ -14,7 +14,8 @@ from backtrader_leverage.backtest.metrics import ROW_KEYS
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "run_backtest.py"
 BARS = 1200
-OUTPUT_FILES = {"report.html", "metrics.json", "metrics.csv", "series.npz"}
+OUTPUT_FILES = {"report.html", "metrics.json", "metrics.csv", "series.npz", "summary.json",
+                "liquidations.csv", "trades.csv"}
 
 
 @pytest.fixture(scope="module")
