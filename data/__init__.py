@@ -3,6 +3,9 @@
 Public API::
 
     load_ohlcv(symbol, interval="1d", start=None, end=None, source="auto", refresh=False)
+    load_ohlcv("BTC/USDT:USDT", "1h", start, end, source="ccxt", exchange="binanceusdm")
+    load_mark_ohlcv(symbol, interval, start, end, exchange=...)    # mark-price klines (ccxt)
+    load_funding_rates(symbol, start, end, exchange=...)          # funding history (ccxt)
     load_csv(path, format=None)            # 'yahoo', 'yfinance', 'binance', 'ccxt', 'ohlcv'
     load_funding_csv(path, format=None)    # funding rates: 'binance', 'ccxt', 'plain'
     load_mark_csv(path)                    # mark-price klines, as load_csv
@@ -23,7 +26,7 @@ from .feed import ArrayFeed, bt_date_numbers
 from .funding import FUNDING_FORMATS, load_funding_csv, load_mark_csv
 from .frames import select_range
 from .intervals import interval_to_timeframe
-from .loader import SOURCES, load_ohlcv
+from .loader import SOURCES, load_funding_rates, load_mark_ohlcv, load_ohlcv
 from .resample import resample_ohlcv
 from .synthetic import synthetic_ohlcv
 
@@ -31,5 +34,6 @@ __all__ = [
     "load_ohlcv", "load_csv", "synthetic_ohlcv", "resample_ohlcv", "select_range", "ArrayFeed",
     "interval_to_timeframe", "bt_date_numbers", "DataError", "DataUnavailable", "CacheCorrupt",
     "DataGapWarning", "CacheWarning", "FORMATS", "SOURCES", "CACHE_DIR_ENV_VAR",
-    "load_funding_csv", "load_mark_csv", "FUNDING_FORMATS",
+    "load_funding_csv", "load_mark_csv", "FUNDING_FORMATS", "load_mark_ohlcv",
+    "load_funding_rates",
 ]

@@ -14,6 +14,10 @@ partial).  A file whose header, checksum, row count or rows do not check out
 raises :class:`CacheCorrupt`; it is never used silently.  Floats are written
 with shortest round-trip repr, so values survive exactly.
 
+The same file layout holds a funding-rate history (``kind`` "funding" in the
+header, one ``rate`` column, validated as :mod:`data.funding` series); files
+without a ``kind`` are OHLCV.
+
 Writes go to a temporary file in the same folder, then ``os.replace``: a
 reader sees the old file or the new one, never half of one.  The folder is
 ``$BTLEV_CACHE_DIR`` when set, else ``backtrader-leverage/`` in the user's cache folder
@@ -41,6 +45,7 @@ DEFAULT_CACHE_DIR = (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".ca
                      / "backtrader-leverage")
 CACHE_MAGIC = "# btlev-ohlcv-cache "
 CACHE_VERSION = 1
+CACHE_KINDS = ("ohlcv", "funding")
 
 
 @dataclass(frozen=True)
@@ -77,8 +82,12 @@ def _corrupt(path: Path, reason: str) -> CacheCorrupt:
                         "delete it, or reload with refresh=True")
 
 
-def read_cache(path: Path) -> CacheEntry | None:
-    """Read and verify a cache file; None when it does not exist. Raises CacheCorrupt."""
+def read_cache(path: Path, kind: str = "ohlcv") -> CacheEntry | None:
+    """Read and verify a cache file; None when it does not exist. Raises CacheCorrupt.
+
+    ``kind``: 'ohlcv' (bars) or 'funding' (a ``rate`` column; the entry's
+    frame then has that one column).
+    """
     path = Path(path)
     try:
         content = path.read_bytes()
@@ -101,6 +110,8 @@ def read_cache(path: Path) -> CacheEntry | None:
         raise _corrupt(path, f"unreadable header: {error}") from None
     if header.get("version") != CACHE_VERSION:
         raise _corrupt(path, f"cache version {header.get('version')!r}, expected {CACHE_VERSION}")
+    if header.get("kind", "ohlcv") != kind:
+        raise _corrupt(path, f"holds {header.get('kind', 'ohlcv')} data, expected {kind}")
     digest = hashlib.sha256(body).hexdigest()
     if digest != expected_digest:
         raise _corrupt(path, f"checksum mismatch: header says {expected_digest[:12]}..., "
@@ -112,18 +123,31 @@ def read_cache(path: Path) -> CacheEntry | None:
         raise _corrupt(path, f"rows do not parse: {' '.join(str(error).split())}") from None
     if len(frame) != expected_rows:
         raise _corrupt(path, f"{len(frame)} rows, header says {expected_rows}")
+    columns = _columns(kind)
     try:
-        validate_ohlcv(frame, f"cache file {path.name}", first_line=3)
+        if kind == "funding":
+            from .funding import finish_funding
+            if list(frame.columns) != list(columns):
+                raise DataError(f"columns {list(frame.columns)}, expected {list(columns)}")
+            finish_funding(frame["rate"], f"cache file {path.name}", first_line=3)
+        else:
+            validate_ohlcv(frame, f"cache file {path.name}", first_line=3)
     except DataError as error:
         raise _corrupt(path, str(error)) from None
-    frame = frame.loc[:, list(OHLCV_COLUMNS)].astype("float64")
+    frame = frame.loc[:, list(columns)].astype("float64")
     frame.index.name = "datetime"
     return CacheEntry(frame, covered_start, covered_end, fetched_at)
 
 
-def serialize_entry(entry: CacheEntry, symbol: str, interval: str) -> bytes:
+def _columns(kind: str) -> tuple[str, ...]:
+    if kind not in CACHE_KINDS:
+        raise ValueError(f"cache kind must be one of {CACHE_KINDS}, got {kind!r}")
+    return ("rate",) if kind == "funding" else OHLCV_COLUMNS
+
+
+def serialize_entry(entry: CacheEntry, symbol: str, interval: str, kind: str = "ohlcv") -> bytes:
     """The bytes of a cache file for ``entry`` (header line + CSV body)."""
-    frame = entry.frame.loc[:, list(OHLCV_COLUMNS)]
+    frame = entry.frame.loc[:, list(_columns(kind))]
     body = frame.to_csv(index_label="datetime", lineterminator="\n").encode("utf-8")
     header = {
         "version": CACHE_VERSION, "symbol": symbol, "interval": interval,
@@ -132,6 +156,8 @@ def serialize_entry(entry: CacheEntry, symbol: str, interval: str) -> bytes:
         "covered_end": entry.covered_end.isoformat(),
         "fetched_at": entry.fetched_at.isoformat(),
     }
+    if kind != "ohlcv":
+        header["kind"] = kind
     return (CACHE_MAGIC + json.dumps(header, sort_keys=True) + "\n").encode("utf-8") + body
 
 
@@ -154,10 +180,11 @@ def write_atomically(path: Path, content: bytes) -> None:
         raise
 
 
-def write_cache(path: Path, entry: CacheEntry, symbol: str, interval: str) -> bool:
+def write_cache(path: Path, entry: CacheEntry, symbol: str, interval: str,
+                kind: str = "ohlcv") -> bool:
     """Store ``entry`` atomically; on an unwritable folder warn once and return False."""
     try:
-        write_atomically(path, serialize_entry(entry, symbol, interval))
+        write_atomically(path, serialize_entry(entry, symbol, interval, kind))
     except OSError as error:
         warnings.warn(f"cache folder {Path(path).parent} is not writable "
                       f"({error.strerror or error}); continuing without caching",

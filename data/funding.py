@@ -125,7 +125,7 @@ def finish_funding(series: pd.Series, source: str, *, first_line: int | None = N
     too_large = np.flatnonzero(np.abs(values) > MAX_ABS_FUNDING_RATE)
     if too_large.size:
         position = int(too_large[0])
-        raise DataError(f"{where(position)}: rate {values[position]!r} is beyond "
+        raise DataError(f"{where(position)}: rate {float(values[position])!r} is beyond "
                         f"±{MAX_ABS_FUNDING_RATE:g} per interval: almost surely percent where a "
                         "fraction is expected (0.01 % is 0.0001)")
     steps = np.diff(index.asi8)

@@ -10,6 +10,10 @@ Sources
 ``yfinance``   download the whole range (no cache read) and update the cache.
 ``cache``      cached bars only, never the network.
 ``synthetic``  the deterministic demo series of :mod:`data.synthetic`.
+``ccxt``       an exchange through ccxt (``exchange=``, default ``binanceusdm``;
+               unified symbols such as ``BTC/USDT:USDT``), paginated, cached and
+               topped up the same way (:mod:`data.ccxt_source`). Mark-price
+               klines: :func:`load_mark_ohlcv`; funding: :func:`load_funding_rates`.
 
 ``refresh=True`` re-downloads the whole range even when cached.  ``start``
 is inclusive and ``end`` exclusive (as in yfinance); both are UTC (naive
@@ -29,7 +33,7 @@ from .frames import finalize_frame
 from .intervals import interval_seconds, normalize_interval
 from .synthetic import DEFAULT_BARS, synthetic_ohlcv
 
-SOURCES = ("auto", "yfinance", "cache", "synthetic")
+SOURCES = ("auto", "yfinance", "cache", "synthetic", "ccxt")
 MAX_SYNTHETIC_BARS = 500_000
 
 
@@ -57,7 +61,8 @@ def check_range(start: pd.Timestamp | None, end: pd.Timestamp | None) -> None:
 
 
 def load_ohlcv(symbol: str, interval: str = "1d", start=None, end=None, source: str = "auto",
-               refresh: bool = False, *, cache_folder=None) -> pd.DataFrame:
+               refresh: bool = False, *, cache_folder=None,
+               exchange="binanceusdm") -> pd.DataFrame:
     """Validated OHLCV bars for ``symbol`` (see the module docstring for sources).
 
     Returns the standard frame (UTC index, float open/high/low/close/volume,
@@ -73,6 +78,10 @@ def load_ohlcv(symbol: str, interval: str = "1d", start=None, end=None, source: 
     check_range(start_at, end_at)
     if source == "synthetic":
         return _synthetic(symbol, interval, start_at, end_at)
+    if source == "ccxt":
+        from .ccxt_source import load_ccxt_klines
+        return load_ccxt_klines(symbol, interval, start_at, end_at, exchange=exchange,
+                                refresh=refresh, cache_folder=cache_folder)
     folder = cache_dir(cache_folder)
     path = cache_path(symbol, interval, folder)
     if source == "cache":
@@ -213,3 +222,29 @@ def _cache_then_download(symbol, interval, start_at, end_at, now, path) -> pd.Da
 def _reason(error: DataError) -> str:
     """The part of a DataUnavailable message before the advice (for nesting)."""
     return str(error).split(": pass --csv", 1)[0]
+
+
+def load_mark_ohlcv(symbol: str, interval: str = "1h", start=None, end=None, *,
+                    exchange="binanceusdm", refresh: bool = False,
+                    cache_folder=None) -> pd.DataFrame:
+    """Mark-price klines of a perpetual through ccxt (``fetch_mark_ohlcv``), cached.
+
+    Same frame as :func:`load_ohlcv` (volume 0), ``attrs['price'] == 'mark'``.
+    An exchange whose ccxt class has ``has['fetchMarkOHLCV']`` False raises
+    DataError naming the way out (a mark-price CSV).
+    """
+    from .ccxt_source import load_ccxt_klines
+    return load_ccxt_klines(symbol, interval, start, end, exchange=exchange, mark=True,
+                            refresh=refresh, cache_folder=cache_folder)
+
+
+def load_funding_rates(symbol: str, start=None, end=None, *, exchange="binanceusdm",
+                       refresh: bool = False, cache_folder=None) -> pd.Series:
+    """Funding-rate history of a perpetual through ccxt (``fetch_funding_rate_history``), cached.
+
+    A Series of rates (fractions per interval) indexed by UTC settlement time;
+    ``attrs['interval_hours']`` where the venue reports it, else the spacing.
+    """
+    from .ccxt_source import load_ccxt_funding
+    return load_ccxt_funding(symbol, start, end, exchange=exchange, refresh=refresh,
+                             cache_folder=cache_folder)

@@ -249,3 +249,34 @@ def test_orders_fill_on_the_trade_price_with_a_mark():
     mark = bars_frame([flat(105.0)] * 4)
     strategy, _ = run([flat(ENTRY)] * 4, mark=mark)
     assert strategy.fills[0] == (1, SIZE, ENTRY, False)
+
+
+def test_2021_05_19_the_mark_stays_above_a_3x_long_lp_that_the_trade_low_crosses(shared_data):
+    # Binance BTCUSDT perpetual, 2021-05-19: trade low 28688.0, mark low 29563.37 (13:00).
+    # A 3x long opened at the 00:00 open of 42882.54 has
+    # LP = 42882.54 * (1 - 1/3) / (1 - 0.005) = 28732.1: between the two lows.
+    from backtrader_leverage.data import ArrayFeed, load_csv, load_mark_csv
+    window = slice("2021-05-18 23:00", "2021-05-19 23:00")
+    trade = load_csv(shared_data / "binance_um_BTCUSDT_1h.csv").loc[window]
+    mark = load_mark_csv(shared_data / "binance_um_BTCUSDT_mark_1h.csv").loc[window]
+    assert trade["low"].min() == 28688.0 and mark["low"].min() == 29563.37
+    expected_lp = 42882.54 * (1 - 1 / 3) / (1 - MMR)
+    assert expected_lp == pytest.approx(28732.1, abs=0.1)
+
+    def liquidations(with_mark):
+        cerebro = bt.Cerebro(stdstats=False)
+        data = ArrayFeed(dataname=trade)
+        cerebro.adddata(data)
+        broker = MarginBroker(cash=CASH * 10, leverage=3, maintenance_margin_rate=MMR)
+        cerebro.broker = broker
+        if with_mark:
+            broker.set_mark_price(data, mark)
+        cerebro.addstrategy(Hold, size=0.1)
+        cerebro.run()
+        return broker.liquidations
+
+    on_trade_price = liquidations(with_mark=False)
+    assert len(on_trade_price) == 1
+    assert on_trade_price[0].dt == dt.datetime(2021, 5, 19, 13)
+    assert on_trade_price[0].fill_price == pytest.approx(expected_lp, abs=0.01)
+    assert liquidations(with_mark=True) == []
