@@ -120,8 +120,8 @@ def undefined_reasons(risk: dict) -> dict:
     return reasons
 
 
-_UNDEFINED = {"sharpe": "no variation in returns", "sortino": "no losing bar",
-              "calmar": "no drawdown", "cagr": "undefined"}
+_UNDEFINED = {"sharpe": "flat returns", "sortino": "no losses", "calmar": "no drawdown",
+              "cagr": "undefined"}
 
 
 def metrics_row(config: BacktestConfig, frame: pd.DataFrame, final_value: float,

@@ -29,8 +29,8 @@ for windows too short for a CAGR, the highest total return.
 -------------------------------------------------------
 ``max_safe_leverage`` (refined, or the grid's when not refined), ``max_safe_leverage_grid``,
 ``first_liquidated_leverage`` (refined upper bound), ``first_liquidated_leverage_grid``,
-``first_liquidation_after`` (seconds from opening to the first liquidation at the grid's
-first liquidated leverage), ``liquidated_at_and_above`` (every grid leverage from the first
+``first_liquidation_after`` (seconds from the first bar to the first liquidation at the
+grid's first liquidated leverage), ``first_liquidation_dt`` (its bar time), ``liquidated_at_and_above`` (every grid leverage from the first
 liquidated one up was liquidated), ``best_cagr_leverage``, ``best_calmar_leverage``,
 ``best_return_leverage``, ``refined`` (the bisection ran), ``tolerance`` [x],
 ``bisection`` (its points in order: ``leverage``, ``status``, ``liquidations``,
@@ -147,7 +147,10 @@ def safe_leverage_summary(rows: list, run: Callable[[float], dict] | None = None
         "max_safe_leverage_grid": grid_safe,
         "first_liquidated_leverage": first_liquidated,
         "first_liquidated_leverage_grid": grid_liquidated,
-        "first_liquidation_after": liquidated_row.get("time_to_first_liquidation")
+        "first_liquidation_after": _seconds_between(liquidated_row.get("data_start"),
+                                                    liquidated_row.get("first_liquidation_dt"))
+        if liquidated_row else None,
+        "first_liquidation_dt": liquidated_row.get("first_liquidation_dt")
         if liquidated_row else None,
         "liquidated_at_and_above": bool(above) and all(row_status(row) == LIQUIDATED
                                                         for row in above),
@@ -195,7 +198,8 @@ def headline(summary: dict, rows: list) -> str:
         else:
             parts.append(f"At {leverage_text(row['leverage'])}: liquidated "
                          f"{row['liquidations']} time{'s' if row['liquidations'] != 1 else ''}, "
-                         f"first after {duration_words(row.get('time_to_first_liquidation'))}.")
+                         "first after " + duration_words(_seconds_between(
+                             row.get("data_start"), row.get("first_liquidation_dt"))) + ".")
         return " ".join(parts)
     max_safe, grid_safe = summary["max_safe_leverage"], summary["max_safe_leverage_grid"]
     if grid_safe is None:
@@ -253,6 +257,18 @@ def duration_words(seconds) -> str:
             count = int(seconds // size)
             return f"{count} {unit}{'s' if count != 1 else ''}"
     return f"{int(seconds)} seconds"
+
+
+def _seconds_between(start, end) -> float | None:
+    """Seconds from ISO time ``start`` to ``end`` (naive times are UTC), None if unknown."""
+    from datetime import datetime, timezone
+    if not start or not end:
+        return None
+    stamps = []
+    for text in (start, end):
+        stamp = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        stamps.append(stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc))
+    return (stamps[1] - stamps[0]).total_seconds()
 
 
 def _cagr_reason(rows: list) -> str:

@@ -65,6 +65,10 @@ def test_three_x_survives_four_x_is_liquidated_refined_to_3_53(path_sweep):
     assert [point["status"] for point in summary["bisection"]] == \
         ["safe", "liquidated", "liquidated", "liquidated"]
     assert summary["liquidated_at_and_above"] is True
+    # bar k + 1 has low 100 - 28 k / 20; 4x's LP 75 / 0.995 = 75.38 is first crossed at
+    # k = 18 (low 74.8; k = 17 gives 76.2), bar 19: 19 hours after the first bar
+    assert summary["first_liquidation_dt"] == "2024-01-01T19:00:00"
+    assert summary["first_liquidation_after"] == 19 * 3_600
     assert summary["headline"].startswith(
         "Highest leverage without liquidation: 3.5x (3x in the grid).")
     assert "At 4x and above: liquidated, first after" in summary["headline"]
@@ -80,7 +84,8 @@ def test_no_refine_keeps_the_grid_answer(path_sweep):
 def row(leverage, **values):
     base = {"leverage": float(leverage), "error": None, "all_orders_rejected": False,
             "liquidations": 0, "ruined": False, "cagr": 0.1, "calmar": 1.0,
-            "total_return": 0.1, "time_to_first_liquidation": None, "rejections": "{}",
+            "total_return": 0.1, "first_liquidation_dt": None, "rejections": "{}",
+            "data_start": "2024-01-01T00:00:00+00:00",
             "cagr_reason": None}
     base.update(values)
     return base
@@ -88,7 +93,8 @@ def row(leverage, **values):
 
 def test_rejected_and_ruined_rows_are_never_best():
     rows = [row(1, cagr=0.2, calmar=2.0), row(2, cagr=0.5, calmar=1.5),
-            row(5, cagr=3.0, liquidations=2, ruined=True, time_to_first_liquidation=2 * 86_400),
+            row(5, cagr=3.0, liquidations=2, ruined=True,
+                first_liquidation_dt="2024-01-03T05:00:00"),
             row(125, cagr=0.0, calmar=None, all_orders_rejected=True, rejections='{"tier": 3}')]
     summary = safe_leverage_summary(rows)
     assert summary["best_cagr_leverage"] == 2 and summary["best_calmar_leverage"] == 1

@@ -84,4 +84,4 @@ def test_na_rules():
     assert month["cagr"] == month["calmar"] == REASON_SHORT_WINDOW
     assert month["sharpe"] == month["var_95"] == REASON_FEW_RETURNS
     assert undefined_reasons(risk(years=30 / 365.0, daily_returns=30))["cagr"] is None
-    assert undefined_reasons(risk(sharpe=None))["sharpe"] == "no variation in returns"
+    assert undefined_reasons(risk(sharpe=None))["sharpe"] == "flat returns"
