@@ -103,7 +103,10 @@ def undefined_reasons(risk: dict) -> dict:
     - else a reason only where the analyzer gave None (no variation, no drawdown, ...).
     """
     years = risk.get("years")
-    days = years * 365.0 if years is not None else None
+    # the window runs from the first bar to the last one: a [Nov 1, Dec 1) month of hourly
+    # bars spans 29.96 days, so its CAGR (21,113,784 % in the issue) is n/a
+    interval_days = (risk.get("bar_interval") or 0.0) / 86_400.0
+    days = years * 365.0 - interval_days if years is not None else None
     daily = risk.get("daily_returns")
     if daily is None and days is not None:
         daily = int(days)

@@ -394,6 +394,7 @@ def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
                               strategy_params=params, margin_mode=mode)
                for leverage in leverages for mode in modes]
     _check_tiers(args.tiers)
+    _check_first_order(args, configs)
     prepare_output_dir(args.out)                 # fail fast, before any work
     if frame is None:
         frame = load_frame(args)
@@ -498,6 +499,42 @@ def _check_tiers(tiers) -> None:
         raise CliError(f"--tiers {tiers}: {' '.join(str(error).split())}") from None
 
 
+def _check_first_order(args, configs) -> None:
+    """Bad input if a leverage's first order cannot open in its tier bracket at this size.
+
+    The strategies size the first order at fraction x cash of margin, so its notional is
+    fraction x cash x leverage; a bracket with a lower maximum leverage would refuse every
+    order of the run. Leverages above the table's own maximum are left to the broker's
+    check.
+    """
+    if args.tiers is None:
+        return
+    from .broker import MarginBroker
+    from .broker import margin as margin_math
+    from .strategies import get_strategy
+
+    tiers = MarginBroker(tiers=args.tiers).tiers_for(None)
+    params = get_strategy(args.strategy).params
+    fraction = dict(configs[0].strategy_params).get("fraction", getattr(params, "fraction", None))
+    if fraction is None:
+        return
+    margin = fraction * args.cash
+    for config in configs:
+        leverage = config.leverage
+        notional = margin * leverage
+        if leverage > tiers[0].max_leverage or margin_math.bracket_allows(notional, leverage, tiers):
+            continue
+        bracket = margin_math.tier_for_notional(tiers, notional)
+        best = margin_math.max_openable_leverage(margin, tiers)
+        raise CliError(
+            f"--leverage {leverage:g}: the first order ({fraction:g} x {args.cash:,.0f} cash x "
+            f"{leverage:g} = {notional:,.0f} notional) falls in the --tiers {args.tiers} bracket "
+            f"{bracket.notional_floor:,.0f}-{bracket.notional_cap:,.0f}, whose maximum is "
+            f"{bracket.max_leverage:g}x, so every order would be refused; the maximum leverage "
+            f"at this size is {math.floor(best * 100) / 100:g}x (or lower --cash / "
+            "--param fraction)")
+
+
 def load_frame(args):
     """The validated OHLCV frame the options ask for (one load, shared by every setting)."""
     import pandas as pd
@@ -550,23 +587,39 @@ def _announce_data(frame) -> None:
 
 
 def run_summary(row) -> str:
-    """Readable block for one setting: equity, return, risk, liquidations and deficits."""
+    """Readable block for one setting: equity, return, risk, liquidations and deficits.
+
+    An undefined ratio reads 'n/a (reason)'; margin lost includes the clearance fees (they
+    are part of it, not added to it); a wallet that never went below zero says so instead
+    of 'worst balance 0.00'.
+    """
     from .report import format_value as fmt
+    from .report.format import na_text
+
+    def ratio(key, kind="ratio"):
+        reason = row.get(f"{key}_reason")
+        return na_text(reason) if row.get(key) is None and reason else fmt(row.get(key), kind)
+
+    worst = row.get("worst_balance")
+    wallet = ("never below zero" if worst is not None and worst >= 0
+              else f"lowest {fmt(worst, 'money')}")
     lines = [
         ("final equity", f"{fmt(row['final_value'], 'money')} (start {fmt(row['cash'], 'money')})"),
-        ("total return", f"{fmt(row['total_return'], 'percent')}   CAGR "
-                         f"{fmt(row['cagr'], 'percent')}"),
+        ("total return", f"{fmt(row['total_return'], 'percent')}   CAGR {ratio('cagr', 'percent')}"),
         ("max drawdown", fmt(row["max_drawdown"], "percent")),
-        ("Sharpe / Sortino / Calmar", " / ".join(fmt(row[key], "ratio")
+        ("Sharpe / Sortino / Calmar", " / ".join(ratio(key)
                                                  for key in ("sharpe", "sortino", "calmar"))),
         ("liquidations", f"{fmt(row['liquidations'], 'count')}   margin lost "
-                         f"{fmt(row['margin_lost'], 'money')}, fees "
-                         f"{fmt(row['liquidation_fees'], 'money')}, first after "
+                         f"{fmt(row['margin_lost'], 'money')} (clearance fees "
+                         f"{fmt(row['liquidation_fees'], 'money')} of it), first after "
                          f"{fmt(row['time_to_first_liquidation'], 'duration')}"),
         ("deficits", f"{fmt(row['deficit'], 'money')}   absorbed "
-                     f"{fmt(row['absorbed_deficit'], 'money')}, worst wallet balance "
-                     f"{fmt(row['worst_balance'], 'money')}"),
-        ("worst margin ratio", fmt(row["worst_margin_ratio"], "ratio")),
+                     f"{fmt(row['absorbed_deficit'], 'money')}, wallet {wallet}"),
+        ("worst margin ratio", f"{fmt(row['worst_margin_ratio'], 'percent')}   closest to "
+                               f"liquidation {fmt(row['closest_distance'], 'percent')}, margin "
+                               f"calls {fmt(row['margin_calls'], 'count')}"),
+        ("trades", f"{fmt(row.get('trades'), 'count')}   orders refused "
+                   f"{fmt(row.get('orders_rejected'), 'count')}"),
     ]
     title = f"{row['strategy']} at {fmt(row['leverage'], 'leverage')}"
     return "\n".join([title] + [f"  {label:<26}{text}" for label, text in lines])

@@ -589,3 +589,31 @@ def funding_times(start_seconds: int, end_seconds: int,
     step = int(round(interval_hours * SECONDS_PER_HOUR))
     first = -(-int(start_seconds) // step) * step      # ceiling to the grid
     return list(range(first, int(end_seconds), step))
+
+
+def bracket_allows(notional: float, leverage: float, tiers: Sequence[MarginTier]) -> bool:
+    """True when a position of ``notional`` (quote) may open at ``leverage`` (x): the
+    bracket holding the notional allows at least that leverage (Binance USDⓈ-M
+    'Leverage & Margin' table, read 2026-11-25: each bracket has a maximum leverage)."""
+    return tier_for_notional(tiers, notional).max_leverage >= leverage
+
+
+def max_openable_leverage(margin: float, tiers: Sequence[MarginTier]) -> float:
+    """Highest leverage (x) at which a position with initial ``margin`` (quote) can open.
+
+    At leverage L the notional is margin x L, so L must stay within the maximum of the
+    bracket [floor, cap) holding margin x L. Per bracket the best is min(max leverage,
+    cap / margin) if that reaches the bracket (>= floor / margin); the answer is the
+    largest over the brackets (a supremum where it is cap / margin: the cap itself belongs
+    to the next bracket). E.g. margin 9,000 with Binance BTCUSDT: 50,000 / 9,000 = 5.56x in
+    the 125x bracket, 500,000 / 9,000 = 55.56x in the 100x bracket, and the 50x bracket
+    (500,000 to 8,000,000) cannot be reached at <= 50x: 55.56x.
+    """
+    if not margin > 0:
+        raise ValueError(f"margin must be > 0, got {margin}")
+    best = 0.0
+    for tier in tiers:
+        reach = min(tier.max_leverage, tier.notional_cap / margin)
+        if reach * margin >= tier.notional_floor:
+            best = max(best, reach)
+    return best

@@ -1,5 +1,6 @@
 """Safe leverage of a sweep: grid boundary, bisection by re-running, best CAGR/Calmar, headline."""
 import dataclasses
+import json
 
 import pytest
 
@@ -116,3 +117,45 @@ def test_duration_words():
     assert duration_words(2 * 86_400 + 5 * 3_600) == "2 days"
     assert duration_words(3_600) == "1 hour"
     assert duration_words(None) == "an unknown time"
+
+
+@pytest.fixture
+def path_csv(tmp_path):
+    frame = falling_path()
+    path = tmp_path / "path.csv"
+    frame.reset_index(names="date").to_csv(path, index=False)
+    return path
+
+
+def sweep_argv(path_csv, out, *extra):
+    return ["sweep", "--csv", str(path_csv), "--strategy", "buy_hold", "--commission", "0",
+            "--mmr", str(MMR), "--leverage", "1,2,3,4,5", "--workers", "1", "--out", str(out),
+            *extra]
+
+
+def test_cli_sweep_writes_summary_json_and_refines(path_csv, tmp_path, capsys):
+    from backtrader_leverage import cli as run_backtest
+    out = tmp_path / "refined"
+    assert run_backtest.main(sweep_argv(path_csv, out)) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["max_safe_leverage"] == 3.5 and summary["first_liquidated_leverage"] == 3.5625
+    assert summary["max_safe_leverage_grid"] == 3.0
+    assert summary["best_cagr_leverage"] is None                 # a 42-hour window: CAGR n/a
+    # the path ends where it started: every safe leverage returns 0 %, a tie goes to the lowest
+    assert summary["best_return_leverage"] == 1.0
+    printed = capsys.readouterr().out
+    assert "refine: bisecting between 3x (no liquidation) and 4x (liquidated)" in printed
+    assert summary["headline"] in printed
+
+
+def test_cli_no_refine_and_carry_note(path_csv, tmp_path, capsys):
+    from backtrader_leverage import cli as run_backtest
+    out = tmp_path / "grid"
+    assert run_backtest.main(sweep_argv(path_csv, out, "--no-refine",
+                                        "--negative-balance", "carry")) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["max_safe_leverage"] == 3.0 and summary["bisection"] == []
+    (note,) = summary["notes"]           # the path never gaps: liquidations fill at the LP
+    assert note.startswith("Negative balance 'carry': no deficit occurred")
+    printed = capsys.readouterr().out
+    assert "refine:" not in printed and note in printed

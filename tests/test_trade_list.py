@@ -79,9 +79,11 @@ def test_na_rules():
     ruined = undefined_reasons(risk(ruined=True))
     assert ruined == {"cagr": None, "sharpe": REASON_RUINED, "sortino": REASON_RUINED,
                       "calmar": REASON_RUINED, "var_95": REASON_RUINED, "cvar_95": REASON_RUINED}
-    # a one-month window: 720 hourly bars = 30 days exactly is enough, 29 days is not
-    month = undefined_reasons(risk(years=29 / 365.0, daily_returns=29))
+    # a one-month window, [Nov 1, Dec 1) hourly: 720 bars, first to last bar 719 h = 29.96 days
+    month = undefined_reasons(risk(years=720 / 8760, bar_interval=3_600.0, daily_returns=29))
     assert month["cagr"] == month["calmar"] == REASON_SHORT_WINDOW
     assert month["sharpe"] == month["var_95"] == REASON_FEW_RETURNS
-    assert undefined_reasons(risk(years=30 / 365.0, daily_returns=30))["cagr"] is None
+    # 721 bars span 720 h = 30 days: annualised figures are shown, and 30 daily returns suffice
+    assert undefined_reasons(risk(years=721 / 8760, bar_interval=3_600.0,
+                                  daily_returns=30)) == dict.fromkeys(month)
     assert undefined_reasons(risk(sharpe=None))["sharpe"] == "flat returns"
