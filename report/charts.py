@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: points per line on the page: ~2 per pixel of a 1400 px wide chart
-MAX_PLOT_POINTS = 2800
+#: points per line on the page: a minimum and a maximum per pixel of a ~1000 px plot area
+MAX_PLOT_POINTS = 2000
 
 #: y-axis number formats (both backends): money/price = thousands separators
 AXIS_FORMATS = ("money", "price", "percent", "ratio", "count", "leverage")

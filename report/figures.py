@@ -17,6 +17,8 @@ PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b
 LONG_LIQUIDATED, SHORT_LIQUIDATED = "#d62728", "#ff7f0e"
 ENTRY_COLOR, EXIT_COLOR = "#2ca02c", "#111111"
 REJECTED_COLOR = "#9e9e9e"
+#: more trade markers than this on one chart are drawn small
+CROWDED_MARKERS = 300
 
 
 def color_of(index: int) -> str:
@@ -82,25 +84,35 @@ def liquidation_markers(events: list) -> list:
 
 
 def trade_markers(trades: list) -> list:
-    """Entry (▲ long / ▼ short, green) and exit (× black) markers of the trade list."""
+    """Entry (▲ long / ▼ short, green) and exit (× black) markers of the trade list.
+
+    A reversal's exit is the next trade's entry at the same fill: it is drawn once, as the
+    entry. Past :data:`CROWDED_MARKERS` markers they are drawn small.
+    """
     if not trades:
         return []
     entries = [trade for trade in trades if trade.get("entry_time")]
+    # an exit at the very fill of the next entry (a reversal) is drawn once, as that entry;
+    # a liquidation exit is the liquidation marker
+    reopened = {(trade.get("feed"), trade["entry_time"]) for trade in entries}
     exits = [trade for trade in trades if trade.get("exit_time")
-             and trade.get("exit_reason") != "liquidation"]
+             and trade.get("exit_reason") != "liquidation"
+             and (trade.get("feed"), trade["exit_time"]) not in reopened]
+    crowded = len(entries) + len(exits) > CROWDED_MARKERS      # small markers over a dense run
     traces = []
     for side, marker in (("long", "triangle-up"), ("short", "triangle-down")):
         chosen = [trade for trade in entries if trade.get("side") == side]
         if chosen:
             traces.append(Trace(
                 name=f"{side} entry ({len(chosen)})", kind="markers", marker=marker,
-                color=ENTRY_COLOR, size=8,
+                color=ENTRY_COLOR, size=5 if crowded else 8,
                 x=np.array([_time(trade["entry_time"]) for trade in chosen], dtype="datetime64[ns]"),
                 y=np.array([trade["entry_price"] for trade in chosen], dtype=np.float64),
                 hover=[_entry_hover(trade) for trade in chosen]))
     if exits:
         traces.append(Trace(
-            name=f"exit ({len(exits)})", kind="markers", marker="x", color=EXIT_COLOR, size=7,
+            name=f"exit ({len(exits)})", kind="markers", marker="x", color=EXIT_COLOR,
+            size=4 if crowded else 7,
             x=np.array([_time(trade["exit_time"]) for trade in exits], dtype="datetime64[ns]"),
             y=np.array([trade["exit_price"] for trade in exits], dtype=np.float64),
             hover=[_exit_hover(trade) for trade in exits]))
@@ -174,13 +186,12 @@ def _liquidation_hover(event) -> str:
 
 
 def _entry_hover(trade) -> str:
-    return (f"{_day(trade['entry_time'])} {trade['side']} entry<br>"
-            f"size {trade['size']:g} @ {trade['entry_price']:,.2f}")
+    return f"{_day(trade['entry_time'])} {trade['side']} {trade['size']:g} @ {trade['entry_price']:,.2f}"
 
 
 def _exit_hover(trade) -> str:
     return (f"{_day(trade['exit_time'])} exit ({trade['exit_reason']}) "
-            f"@ {trade['exit_price']:,.2f}<br>pnl {trade['pnl']:,.2f}, fees {trade['fees']:,.2f}")
+            f"@ {trade['exit_price']:,.2f}, pnl {trade['pnl']:,.0f}")
 
 
 def _plain(value, kind) -> str:

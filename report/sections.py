@@ -29,6 +29,8 @@ from .format import (COLUMN_GROUPS, LIQUIDATION_COLUMNS, TRADE_COLUMNS, cell, fo
 
 #: rows shown in a per-setting event table; the CSV files hold them all
 MAX_TABLE_ROWS = 100
+#: longer event tables start folded (click the caption to open)
+OPEN_TABLE_ROWS = 12
 
 
 @dataclass
@@ -94,6 +96,7 @@ class Table:
     css: str = ""
     note: str = ""
     kind: str = "table"
+    collapsed: bool = False          # drawn folded (<details>) with the caption as its summary
 
 
 @dataclass
@@ -259,7 +262,8 @@ def _event_table(records, columns, caption, css, file_name) -> Table:
     note = (f"First {MAX_TABLE_ROWS} of {len(records)}; all of them are in {file_name}."
             if len(records) > MAX_TABLE_ROWS else "")
     return Table(headers=[(column.key, column.label) for column in columns], rows=rows,
-                 caption=caption, css=f"events {css}", note=note)
+                 caption=caption, css=f"events {css}", note=note,
+                 collapsed=len(records) > OPEN_TABLE_ROWS)
 
 
 #: per-setting blocks, in page order
