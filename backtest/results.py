@@ -28,17 +28,33 @@ open), ``exit_reason`` (signal, stop, limit, liquidation, open), ``pnl`` (price 
 ``{i}/liquidation_time`` (int64 ns), ``{i}/liquidation_price`` (float64),
 ``{i}/liquidation_side`` (int8, +1 long / -1 short), one entry per liquidation.
 
-Every file is written to a temporary file in DIR and moved into place with ``os.replace``,
-and all files are prepared before the first one is moved, so a failure leaves no half file.
+``manifest.json``  written last: ``{"format": 1, "files": {name: {"bytes", "sha256"}}}`` of
+                   every other file of the set; a folder whose files do not match it is
+                   refused by :func:`read_outputs`.
+
+All or nothing: the whole set is written into a hidden staging folder beside DIR
+(``.DIR.staging-*``) and switched into place with one rename (Linux ``renameat2``
+``RENAME_EXCHANGE``; elsewhere two renames, the old set restored if the second fails).
+At every instant DIR holds the old complete set or the new one. Staging left by a killed
+process is removed by the next write. Nothing is created before the write itself, and a
+folder holding files this program did not write is refused, never replaced.
 """
 from __future__ import annotations
 
 import csv
+import ctypes
+import errno
+import hashlib
 import io
 import json
+import math
 import os
 import secrets
+import shutil
+import stat
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +69,12 @@ SUMMARY_JSON = "summary.json"
 LIQUIDATIONS_CSV = "liquidations.csv"
 TRADES_CSV = "trades.csv"
 REPORT_HTML = "report.html"
+MANIFEST_JSON = "manifest.json"
+MANIFEST_FORMAT = 1
+# Names the run, sweep and ruin commands write: a folder holding anything else (beyond the
+# names its manifest lists) is not replaced.
+KNOWN_OUTPUTS = (METRICS_JSON, METRICS_CSV, SERIES_NPZ, SUMMARY_JSON, LIQUIDATIONS_CSV,
+                 TRADES_CSV, REPORT_HTML, MANIFEST_JSON, "ruin.json", "ruin.csv", "ruin.npz")
 
 LIQUIDATION_CSV_COLUMNS = ("leverage", "setting", "time", "opened", "feed", "side", "size",
                            "entry_price", "liquidation_price", "bankruptcy_price", "fill_price",
@@ -70,12 +92,32 @@ class OutputError(OSError):
 
 
 def prepare_output_dir(out_dir) -> Path:
-    """Create ``out_dir`` if needed and prove it is writable; raise :class:`OutputError`."""
+    """Check, creating nothing, that ``out_dir`` can receive a new output set.
+
+    Raises :class:`OutputError` when the folder (or the nearest existing folder above it)
+    cannot be written, when it is a file, or when it holds files this program did not
+    write (they would be lost when the new set replaces the folder).
+    """
     path = Path(out_dir)
+    target = _resolved(path)
+    if not target.name:
+        raise OutputError(f"cannot write to output folder {path}: give a folder below it")
+    if target.exists():
+        if not target.is_dir():
+            raise OutputError(f"cannot write to output folder {path}: it is a file")
+        foreign = _foreign_entries(target)
+        if foreign:
+            listed = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+            raise OutputError(f"output folder {path} holds files this program did not write "
+                              f"({listed}): give a new or empty folder, or an earlier output "
+                              "folder of run/sweep")
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
+        if not ancestor.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{ancestor} is not a folder")
+        os.rmdir(tempfile.mkdtemp(dir=ancestor, prefix=f".{target.name}.probe-"))
     except OSError as error:
         raise OutputError(f"cannot write to output folder {path}: "
                           f"{error.strerror or error}") from None
@@ -153,33 +195,83 @@ def write_outputs(out_dir, rows: list, bundle: dict, html: str | None, *,
         payloads[TRADES_CSV] = _records_csv_bytes(trades, TRADE_CSV_COLUMNS)
     if html is not None:
         payloads[REPORT_HTML] = html.encode("utf-8")
-    return write_files_atomically(out_dir, payloads)
+    return write_files_atomically(out_dir, payloads, replace_all=True)
 
 
-def write_files_atomically(out_dir, payloads: dict) -> dict:
-    """Write every ``{name: bytes}`` to a temp file in ``out_dir``, then ``os.replace`` all."""
-    path = prepare_output_dir(out_dir)
-    staged = {}
+def write_files_atomically(out_dir, payloads: dict, *, replace_all: bool = False) -> dict:
+    """Make ``out_dir`` the set ``payloads`` (``{name: bytes}``) in one step, with a manifest.
+
+    ``replace_all`` False keeps the folder's other output files (``report DIR`` replaces
+    report.html only); True makes the set exactly ``payloads``. Returns ``{name: Path}`` of
+    the set. Raises :class:`OutputError`; then the folder is unchanged.
+    """
+    path = Path(out_dir)
+    target = _resolved(path)
+    prepare_output_dir(path)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _clean_stale(target)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging-"))
+    except OSError as error:
+        raise OutputError(f"cannot write to output folder {path}: "
+                          f"{error.strerror or error}") from None
+    try:
+        os.chmod(staging, _folder_mode(target))
+        kept = {} if replace_all else _kept_files(target, payloads)
+        for name, source in kept.items():
+            _link_or_copy(source, staging / name)
         for name, payload in payloads.items():
-            temp_name = str(path / f".{name}.{secrets.token_hex(6)}.tmp")
-            # os.open with mode 0o666 honours the umask (mkstemp would force 0o600)
-            handle = os.open(temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            staged[name] = temp_name
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(payload)
-        written = {}
-        for name, temp_name in staged.items():
-            os.replace(temp_name, path / name)
-            written[name] = path / name
-        return written
+            _write_file(staging / name, payload)
+        names = sorted(set(kept) | set(payloads))
+        _write_file(staging / MANIFEST_JSON, _manifest_bytes(staging, names))  # last
+        _fsync_folder(staging)
+        _switch_into_place(staging, target)
+        _fsync_folder(target.parent)
     except OSError as error:
         raise OutputError(f"cannot write to output folder {path}: "
                           f"{error.strerror or error}") from None
     finally:
-        for temp_name in staged.values():
-            if os.path.exists(temp_name):
-                os.unlink(temp_name)
+        if staging.exists():  # the old set after an exchange, or a set never switched in
+            shutil.rmtree(staging, ignore_errors=True)
+    return {name: path / name for name in names}
+
+
+def verify_manifest(out_dir, skip=()) -> dict:
+    """Check every file listed in ``out_dir/manifest.json`` (size and SHA-256).
+
+    ``skip``: names not checked (``report DIR`` rebuilds report.html). Returns the
+    manifest's ``files`` mapping; raises :class:`OutputError` naming the first problem.
+    """
+    path = Path(out_dir)
+    manifest_path = path / MANIFEST_JSON
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OutputError(f"{path} has no {MANIFEST_JSON}: not a complete output folder (its "
+                          "write was interrupted, or an older version wrote it); rerun run "
+                          "or sweep") from None
+    except (OSError, ValueError) as error:
+        raise OutputError(f"{manifest_path} is damaged ({' '.join(str(error).split())}); "
+                          "rerun run or sweep") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(
+            isinstance(name, str) and Path(name).name == name and name != MANIFEST_JSON
+            and isinstance(entry, dict) and isinstance(entry.get("bytes"), int)
+            and isinstance(entry.get("sha256"), str) for name, entry in files.items()):
+        raise OutputError(f"{manifest_path} is damaged (no valid 'files' list); rerun run or "
+                          "sweep")
+    for name, entry in files.items():
+        if name in skip:
+            continue
+        file_path = path / name
+        if not file_path.is_file():
+            raise OutputError(f"{file_path} is missing ({MANIFEST_JSON} lists it): the folder "
+                              "is incomplete; rerun run or sweep")
+        size, digest = _size_and_digest(file_path)
+        if size != entry["bytes"] or digest != entry["sha256"]:
+            raise OutputError(f"{file_path} does not match {MANIFEST_JSON} (changed after the "
+                              "run, or copied from another run); rerun run or sweep")
+    return files
 
 
 #: row keys added after the first output folders were written, with the value they then had
@@ -192,21 +284,50 @@ ROW_DEFAULTS = {"margin_mode": "isolated", "feed_tiers": "{}", "orders_rejected"
 def read_outputs(out_dir) -> tuple[list, dict]:
     """(rows from metrics.json, arrays from series.npz) of a finished run's folder.
 
-    Raises :class:`OutputError` naming the missing or unreadable file.
+    Trusts nothing: the files must match the manifest, parse, have the right types and
+    agree with each other (row count, bars, data range, final value = last equity).
+    Raises :class:`OutputError` naming the file and the problem (one line).
     """
     path = Path(out_dir)
     metrics_path, series_path = path / METRICS_JSON, path / SERIES_NPZ
+    for required in (metrics_path, series_path):
+        if not required.is_file():
+            raise OutputError(f"{path} is not a backtest output folder: {required} is missing "
+                              "(create one with 'run_backtest.py run' or 'sweep')")
+    listed = verify_manifest(path, skip=(REPORT_HTML,))
+    for required in (METRICS_JSON, SERIES_NPZ):
+        if required not in listed:
+            raise OutputError(f"{path / MANIFEST_JSON} does not list {required}: not an output "
+                              "folder of run or sweep")
+    rows = _read_rows(metrics_path)
+    bundle = _read_bundle(series_path)
+    _check_against_series(rows, bundle, metrics_path, series_path)
+    return rows, bundle
+
+
+# -- reading helpers ------------------------------------------------------------------------
+_NUMBER_KEYS = (
+    "final_value", "total_return", "cagr", "max_drawdown", "volatility", "sharpe", "sortino",
+    "calmar", "var_95", "cvar_95", "margin_lost", "liquidation_fees", "deficit",
+    "absorbed_deficit", "worst_balance", "time_to_first_liquidation", "worst_margin_ratio",
+    "closest_distance", "cash", "commission", "maintenance_margin_rate", "liquidation_fee_rate",
+    "seconds")
+_WHOLE_NUMBER_KEYS = ("liquidations", "margin_calls", "entries_refused", "bars")
+_BOOL_KEYS = ("ruined", "synthetic")
+_TEXT_KEYS = ("error", "tiers", "first_liquidation_dt", "negative_balance", "strategy_params",
+              "symbol", "source", "interval", "data_start", "data_end")
+
+
+def _read_rows(metrics_path: Path) -> list:
     try:
-        rows = json.loads(metrics_path.read_text())
-        with np.load(series_path, allow_pickle=False) as archive:
-            bundle = {key: archive[key] for key in archive.files}
-    except FileNotFoundError as error:
-        raise OutputError(f"{path} is not a backtest output folder: {error.filename} is missing "
-                          "(create one with 'run_backtest.py run' or 'sweep')") from None
-    except (OSError, ValueError) as error:
-        raise OutputError(f"cannot read {path}: {' '.join(str(error).split())}") from None
+        rows = json.loads(metrics_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError
+        raise OutputError(f"{metrics_path} is not valid JSON "
+                          f"({' '.join(str(error).split())})") from None
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise OutputError(f"{metrics_path} is not a list of metrics rows")
+    if not rows:
+        raise OutputError(f"{metrics_path} has no rows")
     for number, row in enumerate(rows):
         for key, value in ROW_DEFAULTS.items():  # keys newer than some output folders
             row.setdefault(key, value)
@@ -215,9 +336,267 @@ def read_outputs(out_dir) -> tuple[list, dict]:
             raise OutputError(f"{metrics_path}: row {number} lacks {', '.join(missing[:3])}"
                               f"{' ...' if len(missing) > 3 else ''}; was it written by "
                               "this version of run_backtest.py?")
-    if "time" not in bundle or "close" not in bundle:
+        problem = _type_problem(row)
+        if problem:
+            raise OutputError(f"{metrics_path}: row {number}: {problem}")
+    return rows
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _type_problem(row: dict) -> str | None:
+    """What is wrong with the types of a metrics row, or None."""
+    leverage = row.get("leverage")
+    if not (_is_number(leverage) and leverage > 0):
+        return f"leverage must be a number > 0, got {leverage!r}"
+    if not isinstance(row.get("strategy"), str):
+        return f"strategy must be text, got {row.get('strategy')!r}"
+    for key in _NUMBER_KEYS:
+        if key in row and row[key] is not None and not _is_number(row[key]):
+            return f"{key} must be a number or null, got {row[key]!r}"
+    for key in _WHOLE_NUMBER_KEYS:
+        value = row.get(key)
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
+            return f"{key} must be a whole number or null, got {value!r}"
+    for key in _BOOL_KEYS:
+        if row.get(key) is not None and not isinstance(row[key], bool):
+            return f"{key} must be true, false or null, got {row[key]!r}"
+    for key in _TEXT_KEYS:
+        if row.get(key) is not None and not isinstance(row[key], str):
+            return f"{key} must be text or null, got {row[key]!r}"
+    return None
+
+
+def _read_bundle(series_path: Path) -> dict:
+    try:
+        with np.load(series_path, allow_pickle=False) as archive:
+            bundle = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
+        raise OutputError(f"{series_path} is damaged ({type(error).__name__}: "
+                          f"{' '.join(str(error).split())}); rerun run or sweep") from None
+    if not isinstance(bundle, dict):
+        raise OutputError(f"{series_path} is damaged (not an .npz archive); rerun run or sweep")
+    time, close = bundle.get("time"), bundle.get("close")
+    if time is None or close is None:
         raise OutputError(f"{series_path} has no 'time'/'close' arrays")
-    return rows, bundle
+    if time.ndim != 1 or close.ndim != 1 or time.dtype != np.int64 or len(time) != len(close) \
+            or len(time) == 0:
+        raise OutputError(f"{series_path} is damaged: 'time' and 'close' must be 1-D arrays of "
+                          f"one length (got {time.shape} {time.dtype}, {close.shape})")
+    return bundle
+
+
+def _series_rows(bundle: dict) -> set[int]:
+    numbers = set()
+    for key in bundle:
+        head, sep, _ = key.partition("/")
+        if sep and head.isdigit():
+            numbers.add(int(head))
+    return numbers
+
+
+def _check_against_series(rows, bundle, metrics_path, series_path) -> None:
+    """Rows and series from the same run: row count, bars, data range, final value."""
+    with_series = _series_rows(bundle)
+    count = len(rows)
+    if with_series and max(with_series) >= count:
+        raise OutputError(f"{metrics_path} has {count} row{'s' if count != 1 else ''} but "
+                          f"{series_path} holds series for {max(with_series) + 1} (files from "
+                          "different runs?)")
+    bars = len(bundle["time"])
+    first, last = (pd.Timestamp(int(bundle["time"][index]), tz="UTC").isoformat()
+                   for index in (0, -1))
+    for number, row in enumerate(rows):
+        where = f"{metrics_path}: row {number}:"
+        if row["bars"] is not None and row["bars"] != bars:
+            raise OutputError(f"{where} bars {row['bars']} but {series_path} has {bars} bars")
+        for key, expected in (("data_start", first), ("data_end", last)):
+            if row[key] is not None and row[key] != expected:
+                raise OutputError(f"{where} {key} {row[key]} but {series_path} "
+                                  f"{'starts' if key == 'data_start' else 'ends'} at {expected}")
+        has_series = number in with_series
+        if has_series == (row["error"] is not None):
+            state = "has" if has_series else "has no"
+            raise OutputError(f"{where} {'failed' if row['error'] else 'ran'} but {series_path} "
+                              f"{state} series for it (files from different runs?)")
+        if has_series:
+            _check_row_series(number, row, bundle, bars, where, series_path)
+
+
+def _check_row_series(number, row, bundle, bars, where, series_path) -> None:
+    arrays = {}
+    for key in PER_BAR_KEYS + EVENT_KEYS:
+        array = bundle.get(f"{number}/{key}")
+        if array is None or array.ndim != 1:
+            raise OutputError(f"{series_path} is damaged: no 1-D array {number}/{key}")
+        arrays[key] = array
+    if any(len(arrays[key]) != bars for key in PER_BAR_KEYS):
+        raise OutputError(f"{series_path} is damaged: the series of row {number} do not have "
+                          f"{bars} bars")
+    if len({len(arrays[key]) for key in EVENT_KEYS}) != 1:
+        raise OutputError(f"{series_path} is damaged: the liquidation arrays of row {number} "
+                          "differ in length")
+    final_value, last_equity = row["final_value"], float(arrays["equity"][-1])
+    if final_value is not None and math.isfinite(last_equity):
+        scale = max(abs(final_value), abs(row["cash"] or 0.0), 1.0)
+        if abs(final_value - last_equity) > 1e-5 * scale:  # equity is stored as float32
+            raise OutputError(f"{where} final_value {final_value:,.2f} but its equity series "
+                              f"in {series_path} ends at {last_equity:,.2f} (files from "
+                              "different runs?)")
+
+
+# -- writing helpers ------------------------------------------------------------------------
+def _resolved(path: Path) -> Path:
+    """Absolute path with symlinks resolved (a symlinked DIR keeps pointing at the new set)."""
+    return Path(os.path.realpath(path))
+
+
+def _manifest_names(folder: Path) -> set[str]:
+    try:
+        files = json.loads((folder / MANIFEST_JSON).read_text(encoding="utf-8")).get("files")
+        return {name for name in files if isinstance(name, str)}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return set()
+
+
+def _foreign_entries(folder: Path) -> list[str]:
+    """Names in ``folder`` that no write of this program made (leftover temp files aside)."""
+    ours = set(KNOWN_OUTPUTS) | _manifest_names(folder)
+    return sorted(entry.name for entry in folder.iterdir()
+                  if entry.name not in ours
+                  and not (entry.name.startswith(".") and entry.name.endswith(".tmp"))
+                  and not entry.name.startswith(".write-test-"))
+
+
+def _kept_files(target: Path, payloads: dict) -> dict:
+    """The current set's files that ``payloads`` does not replace (name -> path)."""
+    if not target.is_dir():
+        return {}
+    ours = set(KNOWN_OUTPUTS) | _manifest_names(target)
+    return {entry.name: entry for entry in target.iterdir()
+            if entry.name in ours and entry.name not in payloads
+            and entry.name != MANIFEST_JSON and entry.is_file()}
+
+
+def _clean_stale(target: Path) -> None:
+    """Remove staging left by a killed write; restore a complete set if DIR went missing."""
+    prefix = f".{target.name}."
+    stale = sorted((entry for entry in target.parent.iterdir()
+                    if entry.name.startswith(prefix) and
+                    entry.name[len(prefix):].startswith(("staging-", "retired-", "probe-"))),
+                   key=lambda entry: "retired-" in entry.name)  # newer (staging) sets first
+    for entry in stale:
+        if not target.exists() and entry.is_dir() and "probe-" not in entry.name:
+            try:
+                verify_manifest(entry)
+            except OutputError:
+                pass
+            else:
+                os.rename(entry, target)  # the interrupted switch's complete set
+                continue
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def _folder_mode(target: Path) -> int:
+    if target.is_dir():
+        return stat.S_IMODE(target.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o777 & ~umask
+
+
+def _write_file(path: Path, payload: bytes) -> None:
+    # os.open with mode 0o666 honours the umask (mkstemp would force 0o600)
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    with os.fdopen(handle, "wb") as stream:
+        stream.write(payload)
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def _link_or_copy(source: Path, destination: Path) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+def _size_and_digest(path: Path) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _manifest_bytes(folder: Path, names) -> bytes:
+    files = {}
+    for name in names:
+        size, digest = _size_and_digest(folder / name)
+        files[name] = {"bytes": size, "sha256": digest}
+    return json.dumps({"format": MANIFEST_FORMAT, "files": files}, indent=2,
+                      sort_keys=True).encode() + b"\n"
+
+
+class _NoExchange(Exception):
+    """The platform or file system cannot swap two folders atomically."""
+
+
+_RENAME_EXCHANGE = 2   # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _rename_exchange(first: Path, second: Path) -> None:
+    """Swap two folders atomically (Linux renameat2 RENAME_EXCHANGE); _NoExchange if unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        raise _NoExchange() from None
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second),
+                 _RENAME_EXCHANGE) == 0:
+        return
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        raise _NoExchange()
+    raise OSError(code, os.strerror(code), str(second))
+
+
+def _switch_into_place(staging: Path, target: Path) -> None:
+    """Make ``target`` the staged set in one step; afterwards ``staging`` holds the old one."""
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    try:
+        _rename_exchange(staging, target)
+        return
+    except _NoExchange:
+        pass
+    retired = target.parent / f".{target.name}.retired-{secrets.token_hex(6)}"
+    os.rename(target, retired)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(retired, target)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 def read_report_inputs(out_dir) -> dict:

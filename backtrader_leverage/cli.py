@@ -346,8 +346,10 @@ def command_report(args) -> int:
     from .report import render_report
 
     if not (args.dir / "metrics.json").exists() and (args.dir / "ruin.json").exists():
+        from .backtest.results import verify_manifest
         from .backtest.ruin import read_ruin
         from .report.ruin import render_ruin_report
+        verify_manifest(args.dir, skip=(REPORT_HTML,))
         html = render_ruin_report(read_ruin(args.dir))
     else:
         inputs = read_report_inputs(args.dir)

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "run_backtest.py"
 BARS = 1200
 OUTPUT_FILES = {"report.html", "metrics.json", "metrics.csv", "series.npz", "summary.json",
-                "liquidations.csv", "trades.csv"}
+                "liquidations.csv", "trades.csv", "manifest.json"}
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, fragments, small_csv, tmp_path, 
     extra = ["--csv", str(small_csv), "--out", str(out)] if needs_data else []
     assert run_backtest.main(argv + extra) == 2
     assert_one_error_line(capsys, *fragments)
-    assert not out.exists() or not any(out.iterdir())
+    assert not out.exists()  # nothing created before the inputs are good
 
 
 def test_unreadable_csv_is_one_line_and_exit_2(tmp_path, capsys):
@@ -149,7 +149,7 @@ def test_unreadable_csv_is_one_line_and_exit_2(tmp_path, capsys):
     garbage.write_text("this is,not\nmarket,data\n")
     assert run_backtest.main(["run", "--csv", str(garbage), "--out", str(tmp_path / "b")]) == 2
     assert_one_error_line(capsys, "garbage.csv")
-    assert not any((tmp_path / "b").iterdir())
+    assert not (tmp_path / "b").exists()  # nothing created before the inputs are good
 
 
 def test_unwritable_output_folder_is_one_line_and_exit_2(small_csv, tmp_path, capsys):
@@ -212,7 +212,7 @@ def test_symbol_with_an_empty_cache_is_one_line_and_exit_2(tmp_path, capsys, mon
     assert run_backtest.main(["run", "--symbol", "ETH-USD", "--source", "cache",
                               "--out", str(out)]) == 2
     assert_one_error_line(capsys, "ETH-USD", "--csv")
-    assert not any(out.iterdir())
+    assert not out.exists()  # nothing created before the inputs are good
 
 
 def test_csv_range_is_start_inclusive_end_exclusive(small_csv, tmp_path):
@@ -240,4 +240,4 @@ def test_too_few_bars_for_the_look_back_is_exit_2(small_csv, tmp_path, capsys):
     assert run_backtest.main(["run", "--csv", str(small_csv), "--start", "2024-04-10",
                               "--end", "2024-04-11", "--out", str(out)]) == 2
     assert_one_error_line(capsys, "needs at least 52 bars", "has 24")
-    assert not any(out.iterdir())
+    assert not out.exists()  # nothing created before the inputs are good

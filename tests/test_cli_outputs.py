@@ -6,31 +6,34 @@ import numpy as np
 import pytest
 
 from backtrader_leverage.backtest import ROW_KEYS, OutputError, read_outputs
+from backtrader_leverage.backtest import results
 from backtrader_leverage.backtest.results import write_files_atomically, write_outputs
 
 
 def test_a_failed_write_leaves_neither_files_nor_temp_files(tmp_path, monkeypatch):
-    real_replace = os.replace
+    real_write = results._write_file
     calls = []
 
-    def failing_replace(source, target):
-        calls.append(target)
-        raise OSError(28, "No space left on device")
+    def failing_write(path, payload):
+        calls.append(path.name)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_write(path, payload)
 
-    monkeypatch.setattr(os, "replace", failing_replace)
+    monkeypatch.setattr(results, "_write_file", failing_write)
     with pytest.raises(OutputError, match="No space left"):
-        write_files_atomically(tmp_path, {"metrics.json": b"[]", "metrics.csv": b""})
-    monkeypatch.setattr(os, "replace", real_replace)
-    assert calls and list(tmp_path.iterdir()) == []
+        write_files_atomically(tmp_path / "out", {"metrics.json": b"[]", "metrics.csv": b""})
+    assert len(calls) == 2 and list(tmp_path.iterdir()) == []  # no folder, no staging
 
 
 def test_outputs_round_trip(tmp_path):
     rows = [dict.fromkeys(ROW_KEYS), dict.fromkeys(ROW_KEYS)]
-    rows[0].update(leverage=2.0, final_value=12_345.5)
-    rows[1].update(leverage=200.0, error="ValueError: too high")
+    rows[0].update(strategy="sma_cross", leverage=2.0, final_value=12_345.5)
+    rows[1].update(strategy="sma_cross", leverage=200.0, error="ValueError: too high")
     time = np.arange(4, dtype=np.int64) * 3_600_000_000_000
+    equity = np.array([10_000.0, 11_000.0, 12_000.0, 12_345.5], np.float32)  # ends at final_value
     bundle = {"time": time, "close": np.array([1.0, 2.0, 3.0, 4.0]),
-              "0/equity": np.ones(4, np.float32), "0/drawdown": np.zeros(4, np.float32),
+              "0/equity": equity, "0/drawdown": np.zeros(4, np.float32),
               "0/margin_ratio": np.full(4, np.nan, np.float32),
               "0/liquidation_time": time[:1], "0/liquidation_price": np.array([2.5]),
               "0/liquidation_side": np.array([1], np.int8)}

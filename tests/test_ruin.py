@@ -15,7 +15,7 @@ from backtrader_leverage.data import load_csv
 
 PATHS = 40
 LEVERAGES = (1.0, 3.0, 5.0, 10.0, 20.0)
-RUIN_FILES = {"ruin.json", "ruin.csv", "ruin.npz", "report.html"}
+RUIN_FILES = {"ruin.json", "ruin.csv", "ruin.npz", "report.html", "manifest.json"}
 Z = 1.959963984540054
 
 
