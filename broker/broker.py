@@ -919,8 +919,8 @@ class MarginBroker(bt.brokers.BackBroker):
     # cross margin: one account behind every position
     # ------------------------------------------------------------------
     def _cross_prices(self):
-        """Feed → the price its position is valued at now (the close), quote per base."""
-        return {data: data.close[0] for data in self.positions if len(data)}
+        """Feed → the price positions are valued at now (the mark's close, else the close)."""
+        return {data: self._mark_close(data) for data in self.positions if len(data)}
 
     def _open_positions(self):
         """(feed, side, size, entry) of every open position, in feed order."""
@@ -958,7 +958,7 @@ class MarginBroker(bt.brokers.BackBroker):
 
         > 0 means the order cannot open. Initial margin is notional / leverage
         of every position (this feed's at the fill price, the others at their
-        close); ``others`` overrides the other feeds' (size, entry, …).
+        mark close); ``others`` overrides the other feeds' (size, entry, …).
         """
         if not new_size:
             return -math.inf
@@ -978,7 +978,7 @@ class MarginBroker(bt.brokers.BackBroker):
             size, entry = others[other][:2] if other in others else \
                 (self.positions[other].size, self.positions[other].price)
             if size:
-                close = other.close[0]
+                close = self._mark_close(other)
                 initial += mm.initial_margin(abs(size) * close, self.get_leverage(other))
                 unrealized += mm.unrealized_pnl(1 if size > 0 else -1, abs(size), entry, close)
         return initial - (wallet_after + unrealized)
@@ -996,33 +996,40 @@ class MarginBroker(bt.brokers.BackBroker):
         """Liquidate the whole account at the opens when it opens at or below maintenance."""
         if not self._open_positions():
             return
-        prices = self._cross_prices()
-        prices.update({data: tick.open for data, tick in ticks.items()})
-        paths = {data: (price, price) for data, price in prices.items()}
+        marks, fills = self._cross_prices(), self._cross_prices()
+        for data, tick in ticks.items():
+            mark = self._mark_now.get(data) if tick.new_bar else None
+            marks[data] = tick.open if mark is None else mark.open  # the trigger: mark's open
+            fills[data] = tick.open                                 # the fill: the trade open
+        paths = {data: (price, price) for data, price in marks.items()}
         legs = [leg for _data, leg in self._cross_legs(paths, 0)]
         if mm.cross_margin_surplus(self.cash, legs, 0.0) <= 0:
-            self._liquidate_cross(prices)
+            self._liquidate_cross(fills)
 
     def _cross_paths(self, ticks):
-        """Feed → (open, first extreme, other extreme, close) for every feed with data.
+        """(trade paths, mark paths): feed → (open, first extreme, other extreme, close).
 
         The first extreme is the adverse one of the position held (the low of
         a long), the nearer one when flat, as in isolated mode; a feed that did
-        not tick stays at its close.
+        not tick stays at its close. The mark path (``set_mark_price``) runs in
+        step with the trade path, the same extreme first; without a mark it is
+        the trade path.
         """
-        paths = {}
+        paths, marks = {}, {}
         for data in self.positions.keys() | ticks.keys():
             if not len(data):
                 continue
             tick = ticks.get(data)
             if tick is None:
                 paths[data] = (data.close[0],) * 4
+                marks[data] = (self._mark_close(data),) * 4
                 continue
             size = self.positions[data].size
             low_first = size > 0 if size else (tick.open - tick.low) <= (tick.high - tick.open)
             paths[data] = (tick.open, tick.low, tick.high, tick.close) if low_first else \
                 (tick.open, tick.high, tick.low, tick.close)
-        return paths
+            marks[data] = self._mark_path(data, tick, low_first) or paths[data]
+        return paths, marks
 
     def _walk_cross_paths(self, ticks):
         """Intrabar phase of a cross account: all feeds' paths walked together.
@@ -1031,27 +1038,32 @@ class MarginBroker(bt.brokers.BackBroker):
         every feed moves linearly in one parameter θ ∈ [0, 1]. Resting orders
         and the account's liquidation trigger in θ order, an order winning a
         tie (today's rule); after a fill θ goes on from where it filled, with
-        the new positions. A liquidation fills every position at its price at
-        that θ and ends the bar's path (nothing is left open).
+        the new positions. The account is valued on the mark paths (the trade
+        paths without a mark price). A liquidation fills every position at its
+        mark at that θ (the level where the account met maintenance), or at its
+        trade price when the account was already past it where θ started, and
+        ends the bar's path (nothing is left open).
         """
-        paths = self._cross_paths(ticks)
+        paths, marks = self._cross_paths(ticks)
         tried = set()
         for number in range(3):
             theta = 0.0
             while True:
-                event = self._next_cross_event(paths, number, theta, tried)
+                event = self._next_cross_event(paths, marks, number, theta, tried)
                 if event is None:
                     break
-                theta, order, price = event
+                reached, order, price = event
                 if order is None:
-                    self._liquidate_cross({data: points[number] + theta * (
-                        points[number + 1] - points[number]) for data, points in paths.items()})
+                    fills_on = paths if reached == theta else marks
+                    self._liquidate_cross({data: points[number] + reached * (
+                        points[number + 1] - points[number]) for data, points in fills_on.items()})
                     return
+                theta = reached
                 tried.add((order.ref, order.triggered))
                 tick = ticks.get(order.data) or Tick(*_tick_prices(order.data), new_bar=False)
                 self._run_pending(order, lambda: self._fill_resting(order, price, tick))
 
-    def _next_cross_event(self, paths, number, theta, tried):
+    def _next_cross_event(self, paths, marks, number, theta, tried):
         """(θ, order, price) of the first trigger on segment ``number`` from ``theta``; order None = liquidation."""
         best = None
         for order in self.pending:
@@ -1066,7 +1078,7 @@ class MarginBroker(bt.brokers.BackBroker):
             at = theta if end == start else max(theta, (touch - start) / (end - start))
             if best is None or at < best[0]:
                 best = (at, order, touch)
-        legs = [leg for _data, leg in self._cross_legs(paths, number)]
+        legs = [leg for _data, leg in self._cross_legs(marks, number)]
         if legs:
             liquidation = mm.cross_liquidation_theta(self.cash, legs, theta)
             if liquidation is not None and (best is None or liquidation < best[0]):

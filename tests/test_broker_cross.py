@@ -210,3 +210,64 @@ def test_bad_margin_mode_and_add_margin_in_cross():
         MarginBroker(margin_mode="portfolio")
     broker = MarginBroker(margin_mode="cross")
     assert broker.p.margin_mode == "cross" and MarginBroker().p.margin_mode == "isolated"
+
+
+# ----------------------------------------------------------------------------
+# with funding and the mark price (one feed A: long 5 at 100, wallet 100, 10x)
+# ----------------------------------------------------------------------------
+class HoldFive(bt.Strategy):
+    def __init__(self):
+        self.liquidation_prices = []
+
+    def next(self):
+        self.liquidation_prices.append(self.broker.liquidation_price(self.data))
+        if len(self) == 1:
+            self.buy(size=SIZE)
+
+
+def run_one(bars, mark=None, **params):
+    cerebro = bt.Cerebro(stdstats=False)
+    data = bars_feed(bars, name="A")
+    cerebro.adddata(data)
+    broker = MarginBroker(cash=100.0, leverage=LEVERAGE, maintenance_margin_rate=MMR,
+                          margin_mode="cross", **params)
+    if mark is not None:
+        broker.set_mark_price(data, mark)
+    cerebro.broker = broker
+    cerebro.addstrategy(HoldFive)
+    return cerebro.run()[0], broker
+
+
+# cross LP of the only position: (100 - 500) / (0.025 - 5) = 400 / 4.975 = 80.4020
+CROSS_LP = 400 / 4.975
+
+
+def test_cross_funding_comes_out_of_the_wallet_and_moves_the_lp():
+    # bars 00:00 .. 09:00; the long opens at 01:00 and holds over 08:00: it pays
+    # 5 x 100 x 0.001 = 0.5 from the wallet (no isolated margin to pay it from)
+    strategy, broker = run_one([flat(100)] * 10, funding_rates=0.001)
+    flows = [(flow.reason, flow.amount) for flow in broker.ledger]
+    assert flows == [("funding", pytest.approx(-0.5))]
+    assert broker.getcash() == pytest.approx(99.5)
+    # before: 80.4020; after: (99.5 - 500) / (0.025 - 5) = 400.5 / 4.975 = 80.5025
+    assert strategy.liquidation_prices[7] == pytest.approx(CROSS_LP)
+    assert strategy.liquidation_prices[8] == pytest.approx(400.5 / 4.975)
+
+
+def mark_frame(bars):
+    from _bars import bars_frame
+    return bars_frame(bars)[["open", "high", "low", "close"]]
+
+
+def test_cross_liquidation_triggers_on_the_mark_path():
+    bars = [flat(100), flat(100), (100, 100, 70, 95), flat(95)]
+    # the trade price wicks to 70, the mark only to 85 (> 80.4020): no liquidation
+    _, broker = run_one(bars, mark=mark_frame([flat(100), flat(100), (100, 100, 85, 95), flat(95)]))
+    assert broker.liquidations == []
+    # the mark falls to 78 (< 80.4020) while the trade low is 82: liquidated at the mark's level
+    bars = [flat(100), flat(100), (100, 100, 82, 95), flat(95)]
+    _, broker = run_one(bars, mark=mark_frame([flat(100), flat(100), (100, 100, 78, 95), flat(95)]))
+    event, = broker.liquidations
+    assert event.margin_mode == "cross"
+    assert event.fill_price == pytest.approx(CROSS_LP)
+    assert event.liquidation_price == pytest.approx(CROSS_LP)
