@@ -352,11 +352,6 @@ class MarginBroker(bt.brokers.BackBroker):
     # ------------------------------------------------------------------
     # public queries
     # ------------------------------------------------------------------
-    @property
-    def tier_table(self):
-        """The maintenance-margin brackets in force (tuple of ``margin.MarginTier``)."""
-        return self._tiers
-
     def position_margin(self, data):
         """Isolated margin of ``data``'s position, quote currency (0.0 when flat).
 

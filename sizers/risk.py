@@ -17,6 +17,8 @@ Refusal: with the size and margin = size * entry / leverage, the position's liqu
 comes from the broker's own formula (``broker.margin.tiered_liquidation_price``). A long whose
 stop is at or below it, or a short whose stop is at or above it, could never be stopped out:
 the exchange liquidates first. Such an entry gets size 0 and an :class:`EntryRefusal` record.
+In cross margin (``MarginBroker(margin_mode="cross")``) the price is the cross one
+(``tiered_cross_liquidation_price``: the wallet and the other positions back this one).
 
 ``entry`` is the signal bar's close (the order fills at the next open; the strategies place
 the stop at that fill's price times the same fraction, and with a flat maintenance rate the
@@ -67,12 +69,15 @@ def max_notional_for_leverage(tiers, leverage: float) -> float:
 def risk_position_size(side: int, equity: float, entry_price: float, stop_loss: float,
                        risk_per_trade: float, fee_rate: float, leverage: float, *,
                        tiers=None, lot_size: float | None = None,
-                       max_margin_fraction: float = 1.0) -> RiskSize:
+                       max_margin_fraction: float = 1.0, cross_account=None) -> RiskSize:
     """Size whose loss at the stop, fees included, is ``risk_per_trade`` of ``equity``.
 
     See the module docstring for the formulas. ``tiers`` None means no margin model (a
     plain broker): no tier cap and no liquidation check. ``lot_size`` None keeps the size
-    unrounded.
+    unrounded. ``cross_account`` None: isolated margin (the position's margin is its
+    initial margin, size * entry / leverage); in cross margin, a tuple (wallet balance,
+    maintenance margin of the other positions, their unrealized PnL) [quote currency] for
+    ``broker.margin.tiered_cross_liquidation_price``.
 
     Example: equity 10,000, long at 20,000, stop 5 %, fee 0.04 %, risk 1 %, 5x:
     loss = 20,000 * 0.05 + 0.0004 * (20,000 + 19,000) = 1,015.6 per BTC,
@@ -102,8 +107,14 @@ def risk_position_size(side: int, equity: float, entry_price: float, stop_loss: 
         return RiskSize(0.0, 0.0, limited_by, stop_price, None, BELOW_LOT_SIZE)
     liquidation = None
     if tiers is not None:
-        liquidation, _tier = mm.tiered_liquidation_price(
-            side, wanted, entry_price, mm.initial_margin(wanted * entry_price, leverage), tiers)
+        if cross_account is None:
+            liquidation, _tier = mm.tiered_liquidation_price(
+                side, wanted, entry_price, mm.initial_margin(wanted * entry_price, leverage),
+                tiers)
+        else:
+            wallet, other_maintenance, other_pnl = cross_account
+            liquidation, _tier = mm.tiered_cross_liquidation_price(
+                side, wanted, entry_price, wallet, other_maintenance, other_pnl, tiers)
         if side * (stop_price - liquidation) <= 0:
             return RiskSize(0.0, wanted, limited_by, stop_price, liquidation,
                             STOP_BEYOND_LIQUIDATION)
@@ -188,12 +199,15 @@ class RiskSizer(bt.Sizer):
         leverage = _leverage(broker, data)
         fee_rate = comminfo.getcommission(1.0, entry) / entry if entry > 0 else 0.0
         # the feed's own brackets (MarginBroker.set_tiers), else the broker's default table
-        tiers = broker.tiers_for(data) if hasattr(broker, "tiers_for") else \
-            getattr(broker, "tier_table", None)
-        lot = getattr(getattr(broker, "p", None), "lot_size", None)
+        tiers = broker.tiers_for(data) if hasattr(broker, "tiers_for") else None
+        params = getattr(broker, "p", None)
+        lot = getattr(params, "lot_size", None)
+        cross = _cross_account(broker, data, self.strategy.datas) \
+            if getattr(params, "margin_mode", "isolated") == "cross" else None
         plan = risk_position_size(side, broker.getvalue(), entry, self.p.stop_loss,
                                   self.p.risk_per_trade, fee_rate, leverage, tiers=tiers,
-                                  lot_size=lot, max_margin_fraction=self.p.max_margin_fraction)
+                                  lot_size=lot, max_margin_fraction=self.p.max_margin_fraction,
+                                  cross_account=cross)
         if plan.refusal is not None:
             self._refuse(data, side, leverage, entry, plan)
         return plan.size
@@ -213,6 +227,27 @@ class RiskSizer(bt.Sizer):
             hook = getattr(analyzer, "notify_refusal", None)
             if callable(hook):
                 hook(refusal)
+
+
+def _cross_account(broker, data, datas) -> tuple[float, float, float]:
+    """(wallet, other positions' maintenance margin, their unrealized PnL) at the closes.
+
+    The wallet counts ``data``'s own position as closed at its close (the entry order
+    reverses or adds to it), before fees.
+    """
+    wallet = broker.getcash()
+    other_maintenance = other_pnl = 0.0
+    for feed in datas:
+        position = broker.getposition(feed)
+        if not position.size:
+            continue
+        pnl = position.size * (feed.close[0] - position.price)
+        if feed is data:
+            wallet += pnl
+        else:
+            other_maintenance += broker.maintenance_margin(feed)
+            other_pnl += pnl
+    return wallet, other_maintenance, other_pnl
 
 
 def _leverage(broker, data) -> float:

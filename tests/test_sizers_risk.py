@@ -122,10 +122,11 @@ class BuyOnce(bt.Strategy):
             self.buy()
 
 
-def run_buy_once(leverage, stop_loss):
+def run_buy_once(leverage, stop_loss, margin_mode="isolated"):
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(ArrayFeed(dataname=flat_frame()), name="BTCUSDT")
-    cerebro.broker = MarginBroker(cash=EQUITY, leverage=leverage, maintenance_margin_rate=MMR)
+    cerebro.broker = MarginBroker(cash=EQUITY, leverage=leverage, maintenance_margin_rate=MMR,
+                                  margin_mode=margin_mode)
     cerebro.broker.setcommission(commission=FEE)
     cerebro.addsizer(RiskSizer, risk_per_trade=RISK, stop_loss=stop_loss)
     cerebro.addstrategy(BuyOnce)
@@ -156,6 +157,14 @@ def test_a_refusal_reaches_the_sizer_the_strategy_and_the_analyzers():
     assert analysis["by_reason"] == {"stop_beyond_liquidation": 1, "below_lot_size": 0}
     assert analysis["events"][0]["dt"] == "2024-01-01T00:00:00"
     assert analysis["events"][0]["message"] == refusal.message
+
+
+def test_in_cross_margin_the_wallet_backs_the_stop():
+    # cross, the only position: LP = (WB - size*entry) / (size*mmr - size)
+    #   = (10,000 - 0.098 * 20,000) / (0.098 * 0.005 - 0.098) < 0 -> clipped to 0: never
+    #   liquidated, so the 5 % stop at 25x that isolated margin refuses is accepted
+    strategy = run_buy_once(25.0, STOP, margin_mode="cross")
+    assert strategy.sizes == [0.098] and strategy.getsizer().refusals == []
 
 
 def test_bad_sizer_params_are_refused():
