@@ -384,6 +384,7 @@ def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
     from .backtest.compare import mode_comparison
     from .backtest.results import REPORT_HTML, prepare_output_dir
     from .report import render_report
+    from .sizers import row_refusal_summary
 
     params = _strategy_params(args.strategy, args.param)
     modes = parse_margin_modes(args.margin_mode, several=True)
@@ -424,6 +425,8 @@ def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
         print(comparison_table(comparison))
     print(summary["headline"])
     for note in summary["notes"]:
+        print(note)
+    for note in filter(None, map(row_refusal_summary, rows)):
         print(note)
     for row in rows:
         if row["error"]:

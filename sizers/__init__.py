@@ -8,6 +8,8 @@ RiskSizer          loses ``risk_per_trade`` of equity at the ``stop_loss``, fees
                    position's liquidation price
 =================  ==========================================================================
 """
-from .risk import EntryRefusal, RiskSizer, max_notional_for_leverage, risk_position_size
+from .risk import (EntryRefusal, RiskSizer, max_notional_for_leverage, refusal_summary,
+                   risk_position_size, row_refusal_summary)
 
-__all__ = ["RiskSizer", "EntryRefusal", "risk_position_size", "max_notional_for_leverage"]
+__all__ = ["RiskSizer", "EntryRefusal", "risk_position_size", "max_notional_for_leverage",
+           "refusal_summary", "row_refusal_summary"]

@@ -26,6 +26,7 @@ liquidation price is the same fraction of the entry at any price).
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 
@@ -119,6 +120,27 @@ def risk_position_size(side: int, equity: float, entry_price: float, stop_loss: 
             return RiskSize(0.0, wanted, limited_by, stop_price, liquidation,
                             STOP_BEYOND_LIQUIDATION)
     return RiskSize(wanted, wanted, limited_by, stop_price, liquidation, None)
+
+
+def refusal_summary(count: int, stop_loss: float, leverage: float) -> str:
+    """'12 entries refused: stop 5 % beyond liquidation at 25x' (count of refused entries)."""
+    noun = "entry" if count == 1 else "entries"
+    return (f"{count} {noun} refused: stop {stop_loss * 100:g} % beyond liquidation at "
+            f"{leverage:g}x")
+
+
+def row_refusal_summary(row: dict) -> str | None:
+    """:func:`refusal_summary` of a metrics row (``entries_refused``), None when there are none."""
+    count = row.get("entries_refused") or 0
+    if not count:
+        return None
+    try:
+        stop_loss = json.loads(row.get("strategy_params") or "{}").get("stop_loss")
+    except (TypeError, ValueError):
+        stop_loss = None
+    if stop_loss is None:
+        return f"{count} entries refused: stop beyond liquidation at {row['leverage']:g}x"
+    return refusal_summary(int(count), float(stop_loss), float(row["leverage"]))
 
 
 @dataclass(frozen=True)

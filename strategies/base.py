@@ -57,7 +57,8 @@ class LeveragedStrategy(bt.Strategy):
         None sizes by ``fraction`` (above). 'risk' sizes with :class:`sizers.RiskSizer`:
         a stop-out loses ``risk_per_trade`` of equity, fees included, and an entry whose
         ``stop_loss`` lies at or beyond its liquidation price is refused (no order; the
-        refusal goes to :meth:`notify_refusal` and ``refusals``). Needs ``stop_loss``.
+        refusal goes to :meth:`notify_refusal` and ``refusals``; a signal that lasts
+        several bars is asked once). Needs ``stop_loss``.
     risk_per_trade : float, default 0.01
         With ``sizer='risk'``: share of equity lost at the stop (0 < risk_per_trade < 1).
     """
@@ -79,6 +80,7 @@ class LeveragedStrategy(bt.Strategy):
         self.entries = 0            # completed orders that left a position open [count]
         self.refusals = []          # sizers.EntryRefusal records of refused entries
         self._risk_sizer = None     # set in start(): cerebro installs its sizer after __init__
+        self._refused_direction = None  # direction refused while its signal lasts
 
     def start(self):
         if self.p.sizer == "risk":
@@ -178,16 +180,21 @@ class LeveragedStrategy(bt.Strategy):
         if self._pending is not None:
             return
         wanted = self.signal()
+        if wanted != self._refused_direction:
+            self._refused_direction = None   # the signal moved on: the next one may be asked
         if wanted is None:
             return
         if wanted == SHORT and not self.p.allow_short:
             wanted = FLAT
         held = self.position.size
         current = LONG if held > 0 else SHORT if held < 0 else FLAT
-        if wanted == current:
-            return
+        if wanted == current or wanted == self._refused_direction:
+            return                           # a signal held over several bars is one entry
         self._cancel_protective()
+        refused_before = len(self.refusals)
         target = self.target_size(wanted)
+        if len(self.refusals) > refused_before:
+            self._refused_direction = wanted
         if target == 0.0 and held == 0:
             return
         self._pending_target = target
