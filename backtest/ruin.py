@@ -94,7 +94,10 @@ def wilson_interval(successes: int, trials: int, z: float = WILSON_Z_95) -> tupl
     centre = (share + z_squared / (2 * trials)) / denominator
     half = z * math.sqrt(share * (1 - share) / trials + z_squared / (4 * trials * trials)) \
         / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # exact at the edges (centre - half is 0 in exact arithmetic, ~1e-18 in floats)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return low, high
 
 
 def block_length_bars(frame: pd.DataFrame, block_hours: float) -> float:
@@ -215,6 +218,7 @@ class RuinResult:
     time : checkpoint bar times [int64 ns since epoch, UTC].
     equity : per leverage, (paths, checkpoints) closing equity at those times [quote].
     settings : seed, paths, block_hours, mean_block_bars, ruin_level (JSON-ready).
+    liquidated, ruined : per leverage, a bool array over the paths (path k at index k).
     identity : data identity and the shared setting (strategy, cash, fees, margin), for the
         report (JSON-ready).
     """
@@ -224,6 +228,8 @@ class RuinResult:
     equity: list
     settings: dict
     identity: dict
+    liquidated: list
+    ruined: list
 
     def fan(self, percentiles=FAN_PERCENTILES) -> list:
         """Per leverage, an array (len(percentiles), checkpoints) of equity percentiles."""
@@ -314,7 +320,7 @@ def _collect(frame, configs, blocks, paths, settings) -> RuinResult:
     checkpoints = checkpoint_bars(len(frame))
     index = frame.index.tz_convert("UTC") if frame.index.tz is not None else frame.index
     time = index.as_unit("ns").asi8.astype(np.int64)[checkpoints]
-    rows, equity = [], []
+    rows, equity, liquidated_paths, ruined_paths = [], [], [], []
     for number, config in enumerate(configs):
         mine = sorted((block for block in blocks if block.leverage_number == number),
                       key=lambda block: block.first_path)
@@ -323,6 +329,8 @@ def _collect(frame, configs, blocks, paths, settings) -> RuinResult:
         final = np.concatenate([block.final_equity for block in mine])
         drawdown = np.concatenate([block.max_drawdown for block in mine])
         equity.append(np.concatenate([block.checkpoint_equity for block in mine]))
+        liquidated_paths.append(liquidated)
+        ruined_paths.append(ruined)
         if len(final) != paths:
             raise RuinError(f"leverage {config.leverage:g}x: {len(final)} of {paths} paths ran")
         low_high_final = np.percentile(final, [5, 50, 95])
@@ -341,7 +349,8 @@ def _collect(frame, configs, blocks, paths, settings) -> RuinResult:
     shared = configs[0].to_dict()
     shared.pop("leverage")
     identity = {**shared, **data_identity(frame)}
-    return RuinResult(rows=rows, time=time, equity=equity, settings=settings, identity=identity)
+    return RuinResult(rows=rows, time=time, equity=equity, settings=settings, identity=identity,
+                      liquidated=liquidated_paths, ruined=ruined_paths)
 
 
 def ruin_table(rows: list, *, ruin_level: float) -> str:
@@ -467,8 +476,9 @@ def ruin_payloads(result: RuinResult) -> dict:
     """``{file name: bytes}`` of ruin.json, ruin.csv and ruin.npz; same result, same bytes.
 
     ``ruin.npz``: ``time`` (checkpoint times, int64 ns UTC), ``equity/{i}`` (paths x
-    checkpoints closing equity of row ``i``, float64, quote currency) and ``meta`` (JSON
-    text: ``settings`` and ``identity`` of :class:`RuinResult`).
+    checkpoints closing equity of row ``i``, float64, quote currency), ``liquidated/{i}``
+    and ``ruined/{i}`` (bool per path) and ``meta`` (JSON text: ``settings`` and
+    ``identity`` of :class:`RuinResult`).
     """
     rows_json = json.dumps(result.rows, indent=2, allow_nan=False).encode() + b"\n"
     buffer = io.StringIO()
@@ -484,6 +494,8 @@ def ruin_payloads(result: RuinResult) -> dict:
     arrays = {"time": np.asarray(result.time, dtype=np.int64), "meta": np.array(meta)}
     for number, equity in enumerate(result.equity):
         arrays[f"equity/{number}"] = np.asarray(equity, dtype=np.float64)
+        arrays[f"liquidated/{number}"] = np.asarray(result.liquidated[number], dtype=bool)
+        arrays[f"ruined/{number}"] = np.asarray(result.ruined[number], dtype=bool)
     return {RUIN_JSON: rows_json, RUIN_CSV: buffer.getvalue().encode(),
             RUIN_NPZ: _deterministic_npz(arrays)}
 
@@ -497,6 +509,8 @@ def read_ruin(out_dir) -> RuinResult:
             meta = json.loads(str(archive["meta"]))
             time = archive["time"]
             equity = [archive[f"equity/{number}"] for number in range(len(rows))]
+            liquidated = [archive[f"liquidated/{number}"] for number in range(len(rows))]
+            ruined = [archive[f"ruined/{number}"] for number in range(len(rows))]
     except FileNotFoundError as error:
         raise OutputError(f"{path} is not a ruin output folder: {error.filename} is missing "
                           "(create one with 'run_backtest.py ruin')") from None
@@ -506,7 +520,7 @@ def read_ruin(out_dir) -> RuinResult:
                                              for row in rows):
         raise OutputError(f"{path / RUIN_JSON} is not a list of ruin rows ({', '.join(RUIN_KEYS)})")
     return RuinResult(rows=rows, time=time, equity=equity, settings=meta["settings"],
-                      identity=meta["identity"])
+                      identity=meta["identity"], liquidated=liquidated, ruined=ruined)
 
 
 def _deterministic_npz(arrays: dict) -> bytes:

@@ -56,8 +56,9 @@ def test_wilson_interval_at_the_edges():
     # 0 of 200: centre = half = (z²/400) / (1 + z²/200); high = z²/200 / (1 + z²/200)
     #         = 0.01920730 / 1.01920730 = 0.0188453
     assert wilson_interval(0, 200) == pytest.approx((0.0, 0.0188453), abs=1e-6)
+    assert wilson_interval(0, 200)[0] == 0.0              # exactly, not 1e-18
     low, high = wilson_interval(200, 200)                 # the mirror image
-    assert (low, high) == pytest.approx((1 - 0.0188453, 1.0), abs=1e-6)
+    assert (low, high) == pytest.approx((1 - 0.0188453, 1.0), abs=1e-6) and high == 1.0
     assert wilson_interval(0, 0) == (0.0, 1.0)
     with pytest.raises(ValueError):
         wilson_interval(5, 4)
@@ -87,8 +88,10 @@ def test_liquidation_risk_does_not_fall_as_leverage_rises_for_buy_and_hold(poole
     assert shares == sorted(shares)
     assert shares[0] == 0.0            # 1x: the margin covers the whole notional
     assert shares[-1] > shares[1] > 0  # 20x is liquidated more often than 3x, on the same paths
-    # common random numbers: the checkpoint equity of 1x is the same market at every leverage,
-    # and at 1x no path ends near zero
+    # common random numbers: on one path, a liquidation at a lower leverage implies one at
+    # every higher leverage (buy and hold: the liquidation price only comes nearer)
+    for lower, higher in zip(pooled.liquidated, pooled.liquidated[1:]):
+        assert np.all(higher[lower])
     assert pooled.rows[0]["p_ruin"] == 0.0
 
 
@@ -162,6 +165,7 @@ def test_cli_writes_the_folder_and_is_deterministic(hourly_csv, tmp_path, capsys
 
     rebuilt = read_ruin(outs[0])
     assert rebuilt.rows == rows and rebuilt.settings["seed"] == 4
+    assert [flags.mean() for flags in rebuilt.liquidated] == [row["p_liquidation"] for row in rows]
     report = (outs[0] / "report.html").read_bytes()
     assert run_backtest.main(["report", str(outs[0])]) == 0
     assert (outs[0] / "report.html").read_bytes() == report

@@ -16,7 +16,7 @@ from backtrader_leverage.broker.margin import MarginTier
 from backtrader_leverage.data import ArrayFeed, load_csv
 from backtrader_leverage.sizers import (EntryRefusal, RiskSizer, max_notional_for_leverage,
                                         risk_position_size)
-from backtrader_leverage.strategies import get_strategy
+from backtrader_leverage.strategies import LeveragedStrategy, get_strategy
 
 EQUITY = 10_000.0
 ENTRY = 20_000.0
@@ -229,3 +229,27 @@ def test_cli_param_sizer_risk(shared_data, tmp_path, capsys):
     assert row["entries_refused"] > 0 and row["liquidations"] == 0
     assert json.loads(row["strategy_params"]) == {"risk_per_trade": 0.01, "sizer": "risk",
                                                    "stop_loss": 0.05}
+
+
+class SignalScript(LeveragedStrategy):
+    """Signals from a script, one per bar: 1 = long, None = keep."""
+
+    params = (("script", ()),)
+
+    def signal(self):
+        return self.p.script[len(self) - 1]
+
+
+@pytest.mark.parametrize("script, asked", [
+    ((1, 1, 1, 1, 1, 1), 1),                  # one signal held six bars: asked once
+    ((1, None, 1, None, 1, None), 3),         # three separate signals
+])
+def test_a_refused_signal_is_asked_once_while_it_lasts(script, asked):
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(ArrayFeed(dataname=flat_frame()))
+    cerebro.broker = MarginBroker(cash=EQUITY, leverage=25.0, maintenance_margin_rate=MMR)
+    cerebro.broker.setcommission(commission=FEE)
+    cerebro.addstrategy(SignalScript, script=script, sizer="risk", stop_loss=STOP)
+    strategy = cerebro.run()[0]
+    assert len(strategy.refusals) == asked and strategy.entries == 0
+    assert strategy.getsizer().refusals == strategy.refusals
