@@ -12,10 +12,12 @@ per-bar numpy arrays for plots (``time`` as datetime64[ms]).
 - :class:`RiskAnalyzer` -- what was the risk for the return?
 - :class:`RefusalAnalyzer` -- which entries did the sizer refuse (stop beyond liquidation)?
 - :class:`TradeListAnalyzer` -- which trades were made, which orders refused?
+- :class:`FundingAnalyzer` -- what did perpetual funding cost (paid, received, per feed)?
 
 The risk math is in :mod:`analyzers.risk_metrics` (pure functions, no
 backtrader). :func:`summary_text` formats the four analyses for printing.
 """
+from .funding import FundingAnalyzer
 from .liquidation import LiquidationAnalyzer
 from .margin import MarginAnalyzer
 from .negative_balance import NegativeBalanceAnalyzer
@@ -25,4 +27,4 @@ from .summary import summary_text
 from .trades import TradeListAnalyzer
 
 __all__ = ["LiquidationAnalyzer", "MarginAnalyzer", "NegativeBalanceAnalyzer", "RiskAnalyzer",
-           "RefusalAnalyzer", "TradeListAnalyzer", "summary_text"]
+           "RefusalAnalyzer", "TradeListAnalyzer", "FundingAnalyzer", "summary_text"]

@@ -18,7 +18,8 @@ DEFAULT_LEVELS = (0.5, 0.8)
 class MarginAnalyzer(BarClockAnalyzer):
     """How close did I come?
 
-    Per bar and feed, at the bar's adverse extreme (the low for a long, the
+    Per bar and feed, at the bar's adverse extreme (the mark's when the broker
+    has a mark price for the feed; the low for a long, the
     high for a short) of the position held at the bar's close:
 
     - margin ratio = maintenance margin / (isolated margin + unrealized PnL),
@@ -96,6 +97,10 @@ class MarginAnalyzer(BarClockAnalyzer):
                         self._ratio[name], self._distance[name])
                        for data, name in zip(self.strategy.datas, self._names)]
         self._getposition = broker.getposition
+        # feeds valued on a mark price (MarginBroker.set_mark_price): their extreme is the mark's
+        has_mark = getattr(broker, "has_mark_price", None)
+        self._marked = {id(data) for data in self.strategy.datas if has_mark and has_mark(data)}
+        self._mark_bar = getattr(broker, "mark_bar", None)
         if self._has_margin_api:
             self._position_margin = broker.position_margin
             self._maintenance_margin = broker.maintenance_margin
@@ -148,8 +153,12 @@ class MarginAnalyzer(BarClockAnalyzer):
         side = 1 if size > 0 else -1
         if not self._has_margin_api:
             return math.nan, math.nan, side
-        line = low_line if side > 0 else high_line
-        extreme = line.array[line._idx]
+        if id(data) in self._marked:
+            mark = self._mark_bar(data)
+            extreme = mark.low if side > 0 else mark.high
+        else:
+            line = low_line if side > 0 else high_line
+            extreme = line.array[line._idx]
         equity = self._position_margin(data) + size * (extreme - position.price)
         maintenance = self._maintenance_margin(data, price=extreme)
         ratio = 1.0 if equity <= maintenance else maintenance / equity

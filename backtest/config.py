@@ -43,6 +43,12 @@ class BacktestConfig:
     feed_tiers : tuple of (feed name, tier table)
         Per-feed tier tables (``MarginBroker.set_tiers``) overriding ``tiers`` for those
         feeds; the names are the feeds' names (their symbols).
+    funding_rate : float or None
+        A constant funding rate per interval (0.0001 = 0.01 %, longs pay when positive);
+        None = the frame's own funding series (``data.with_perpetual_data``) if it has
+        one, else funding is not modelled.
+    funding_interval_hours : float
+        Hours between funding times (00:00, 08:00, 16:00 UTC for 8) for ``funding_rate``.
     """
 
     strategy: str = "sma_cross"
@@ -57,6 +63,8 @@ class BacktestConfig:
     strategy_params: tuple = field(default_factory=tuple)
     margin_mode: str = "isolated"
     feed_tiers: tuple = field(default_factory=tuple)
+    funding_rate: float | None = None
+    funding_interval_hours: float = 8.0
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field."""
@@ -75,6 +83,13 @@ class BacktestConfig:
             raise ValueError(f"margin_mode must be one of {MARGIN_MODES}, got {self.margin_mode!r}")
         if not (math.isfinite(self.lot_size) and self.lot_size > 0):
             raise ValueError(f"lot_size must be > 0, got {self.lot_size}")
+        if self.funding_rate is not None and not (math.isfinite(self.funding_rate)
+                                                  and abs(self.funding_rate) <= 0.05):
+            raise ValueError(f"funding_rate must be a fraction within ±0.05 per interval, "
+                             f"got {self.funding_rate}")
+        if not (math.isfinite(self.funding_interval_hours) and self.funding_interval_hours > 0):
+            raise ValueError(f"funding_interval_hours must be > 0, got "
+                             f"{self.funding_interval_hours}")
 
     def to_dict(self) -> dict:
         """JSON-ready dict; strategy params become a plain dict."""

@@ -31,6 +31,9 @@ first_liquidation_dt       bar time of the first liquidation [ISO-8601 UTC]
 worst_margin_ratio         highest maintenance margin / position equity [fraction]
 closest_distance           smallest distance to the liquidation price [fraction]
 margin_calls               margin-ratio warning levels crossed upward [count]
+funding_paid               net perpetual funding paid [quote currency; positive = paid,
+                           negative = received; 0 when funding is not modelled]
+funding_payments           funding payments made or received [count]
 entries_refused            entries the sizer refused because the stop lay at or beyond the
                            liquidation price (``sizer=risk``) [count]
 orders_rejected            orders the broker refused (balance, tier, below the lot) [count]
@@ -45,6 +48,9 @@ liquidation_fee_rate       [fraction of notional], None = exchange style
 negative_balance           'absorb' or 'carry'
 margin_mode                'isolated' or 'cross'
 feed_tiers                 per-feed tier tables {feed: table} as JSON text ('{}' = none)
+funding                    which funding was charged: 'funding not modelled', a constant
+                           rate ('0.0001 per 8 h') or the funding series' source
+trigger_price              what liquidation triggers on: 'trade price' or 'mark price (<source>)'
 strategy_params            strategy params overriding the defaults, as JSON text
 symbol, source, synthetic  data identity (source: csv, yfinance, cache or synthetic)
 interval                   bar length label ('1h', '1d')
@@ -70,7 +76,7 @@ RESULT_KEYS = (
     "margin_lost", "liquidation_fees", "deficit", "absorbed_deficit", "worst_balance",
     "time_to_first_liquidation", "first_liquidation_dt", "worst_margin_ratio",
     "closest_distance", "margin_calls", "orders_rejected", "rejections", "trades",
-    "all_orders_rejected", "entries_refused",
+    "all_orders_rejected", "entries_refused", "funding_paid", "funding_payments",
 )
 #: ratios that can be undefined, each with a ``<key>_reason`` beside it in the row
 REASONED_KEYS = ("cagr", "sharpe", "sortino", "calmar", "var_95", "cvar_95")
@@ -82,7 +88,8 @@ REASON_RUINED = "ruined"
 REASON_SHORT_WINDOW = f"window shorter than {MIN_ANNUALISED_DAYS} days"
 REASON_FEW_RETURNS = f"fewer than {MIN_DAILY_RETURNS} daily returns"
 SETTING_KEYS = ("commission", "maintenance_margin_rate", "tiers", "liquidation_fee_rate",
-                "negative_balance", "strategy_params", "margin_mode", "feed_tiers")
+                "negative_balance", "strategy_params", "margin_mode", "feed_tiers",
+                "funding", "trigger_price")
 IDENTITY_KEYS = ("symbol", "source", "synthetic", "interval", "data_start", "data_end", "bars")
 ROW_KEYS = ("strategy", "leverage", "cash") + RESULT_KEYS + SETTING_KEYS + IDENTITY_KEYS + (
     "seconds", "error")
@@ -171,6 +178,8 @@ def metrics_row(config: BacktestConfig, frame: pd.DataFrame, final_value: float,
         "entries_refused": int((analyses.get("refusal") or {}).get("by_reason", {})
                                .get("stop_beyond_liquidation", 0)),
         "orders_rejected": int(trades.get("orders_rejected") or 0),
+        "funding_paid": (analyses.get("funding") or {}).get("net_paid", 0.0),
+        "funding_payments": int((analyses.get("funding") or {}).get("payments", 0)),
         "rejections": json.dumps(trades.get("rejections") or {}, sort_keys=True),
         "trades": int(trades.get("count") or 0),
         "all_orders_rejected": bool(trades.get("orders_rejected")) and not trades.get("fills"),
@@ -205,8 +214,27 @@ def _base_row(config: BacktestConfig, frame: pd.DataFrame | None) -> dict:
         "margin_mode": config.margin_mode,
         "feed_tiers": json.dumps(dict(config.feed_tiers), sort_keys=True),
     })
+    row.update(perpetual_settings(config, frame))
     row.update(data_identity(frame))
     return row
+
+
+FUNDING_OFF = "funding not modelled"
+
+
+def perpetual_settings(config: BacktestConfig, frame: pd.DataFrame | None) -> dict:
+    """``funding`` and ``trigger_price`` of a setting, as the report's settings block says them."""
+    attrs = frame.attrs if frame is not None else {}
+    if config.funding_rate is not None:
+        funding = f"{config.funding_rate:g} per {config.funding_interval_hours:g} h (constant)"
+    elif attrs.get("funding"):
+        stored = attrs["funding"]
+        funding = f"{stored['label']} ({len(stored['rates'])} settlements)"
+    else:
+        funding = FUNDING_OFF
+    trigger = f"mark price ({attrs['mark_label']})" if attrs.get("mark_label") and \
+        frame is not None and "mark_close" in frame.columns else "trade price"
+    return {"funding": funding, "trigger_price": trigger}
 
 
 def data_identity(frame: pd.DataFrame | None) -> dict:

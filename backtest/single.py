@@ -15,6 +15,8 @@ margin_ratio       maintenance margin / position equity at the bar's adverse ext
 liquidation_time   one entry per liquidation: bar time [int64 ns since epoch, UTC]
 liquidation_price  fill price of each liquidation [quote currency]
 liquidation_side   +1 long, -1 short, per liquidation
+funding            cumulative funding paid up to the bar's close [quote currency, positive
+                   = paid; 0 throughout when funding is not modelled]
 =================  ======================================================================
 The bar times and closes are the frame's own, so they are not repeated here.
 
@@ -32,9 +34,10 @@ import numpy as np
 import pandas as pd
 
 from ..broker import MarginBroker
-from ..data import ArrayFeed
-from ..analyzers import (LiquidationAnalyzer, MarginAnalyzer, NegativeBalanceAnalyzer,
-                         RefusalAnalyzer, RiskAnalyzer, TradeListAnalyzer)
+from ..data import ArrayFeed, funding_series_from_attrs, mark_frame_from_columns
+from ..analyzers import (FundingAnalyzer, LiquidationAnalyzer, MarginAnalyzer,
+                         NegativeBalanceAnalyzer, RefusalAnalyzer, RiskAnalyzer,
+                         TradeListAnalyzer)
 from ..strategies import get_strategy
 
 from .config import BacktestConfig
@@ -42,7 +45,8 @@ from .metrics import error_row, metrics_row
 
 ANALYZERS = {"liquidation": LiquidationAnalyzer, "margin": MarginAnalyzer,
              "negative_balance": NegativeBalanceAnalyzer, "risk": RiskAnalyzer,
-             "refusal": RefusalAnalyzer, "trades": TradeListAnalyzer}
+             "refusal": RefusalAnalyzer, "trades": TradeListAnalyzer,
+             "funding": FundingAnalyzer}
 
 
 @dataclass
@@ -93,6 +97,23 @@ def apply_feed_tiers(broker, feeds, config: BacktestConfig) -> None:
         broker.set_tiers(by_name[name], tiers)
 
 
+def apply_perpetual_data(broker, data, frame: pd.DataFrame, config: BacktestConfig) -> None:
+    """Funding and mark price of ``data``: ``config.funding_rate``, else the frame's own.
+
+    The frame carries them when made with ``data.with_perpetual_data`` (mark columns,
+    ``attrs['funding']``).
+    """
+    if config.funding_rate is not None:
+        broker.set_funding_rates(data, config.funding_rate)
+    else:
+        series = funding_series_from_attrs(frame.attrs)
+        if series is not None:
+            broker.set_funding_rates(data, series)
+    mark = mark_frame_from_columns(frame)
+    if mark is not None:
+        broker.set_mark_price(data, mark)
+
+
 def run_backtest(frame: pd.DataFrame, config: BacktestConfig) -> BacktestResult:
     """Run ``config.strategy`` on ``frame`` with a margin broker; raise on any failure."""
     config.validate()
@@ -106,6 +127,7 @@ def run_backtest(frame: pd.DataFrame, config: BacktestConfig) -> BacktestResult:
     cerebro.adddata(make_feed(frame))
     cerebro.broker = make_broker(config)
     apply_feed_tiers(cerebro.broker, cerebro.datas, config)
+    apply_perpetual_data(cerebro.broker, cerebro.datas[0], frame, config)
     cerebro.addstrategy(strategy_class, **dict(config.strategy_params))
     for name, analyzer in ANALYZERS.items():
         cerebro.addanalyzer(analyzer, _name=name)
@@ -116,7 +138,9 @@ def run_backtest(frame: pd.DataFrame, config: BacktestConfig) -> BacktestResult:
                       seconds=time.perf_counter() - started)
     events = {"liquidations": analyses["liquidation"]["events"],
               "trades": analyses["trades"]["trades"]}
-    return BacktestResult(row=row, series=_series(analyzers, len(frame)), events=events)
+    series = _series(analyzers, len(frame))
+    series["funding"] = cumulative_funding(analyzers["funding"].series(), frame.index)
+    return BacktestResult(row=row, series=series, events=events)
 
 
 def run_task(frame: pd.DataFrame, config: BacktestConfig) -> BacktestResult:
@@ -126,6 +150,20 @@ def run_task(frame: pd.DataFrame, config: BacktestConfig) -> BacktestResult:
     except Exception as error:  # noqa: BLE001 - one failing setting must not sink a sweep
         message = " ".join(str(error).split()) or type(error).__name__
         return BacktestResult(row=error_row(config, frame, f"{type(error).__name__}: {message}"))
+
+
+def cumulative_funding(payments: dict, index: pd.DatetimeIndex) -> np.ndarray:
+    """Funding paid up to each bar's close (quote, positive = paid), from the payments.
+
+    A payment at time t belongs to the last bar starting at or before t.
+    """
+    bar_times = index.tz_convert("UTC").tz_localize(None).as_unit("ms").asi8 \
+        if index.tz is not None else index.as_unit("ms").asi8
+    times = np.asarray(payments["time"], dtype="datetime64[ms]").astype(np.int64)
+    bars = np.clip(np.searchsorted(bar_times, times, side="right") - 1, 0, max(len(index) - 1, 0))
+    per_bar = np.bincount(bars, weights=-np.asarray(payments["amount"], dtype=np.float64),
+                          minlength=len(index)) if len(index) else np.empty(0)
+    return np.cumsum(per_bar)
 
 
 def _series(analyzers: dict, bars: int) -> dict:

@@ -1150,6 +1150,10 @@ class MarginBroker(bt.brokers.BackBroker):
         """
         self._mark_by_data[data] = MarkSource(mark, f"mark price of {self._feed_name(data)}")
 
+    def has_mark_price(self, data):
+        """True when ``data`` is valued and liquidated on a mark price (``set_mark_price``)."""
+        return data in self._mark_by_data
+
     def mark_bar(self, data):
         """OHLC (``MarkBar``) that margin uses for ``data``'s current bar: the mark's, else the trade's."""
         mark = self._mark_now.get(data)

@@ -23,7 +23,9 @@ from .cache import CACHE_DIR_ENV_VAR
 from .csvfile import FORMATS, load_csv
 from .errors import CacheCorrupt, CacheWarning, DataError, DataGapWarning, DataUnavailable
 from .feed import ArrayFeed, bt_date_numbers
-from .funding import FUNDING_FORMATS, load_funding_csv, load_mark_csv
+from .funding import (FUNDING_FORMATS, MARK_COLUMNS, funding_series_from_attrs,
+                      load_funding_csv, load_mark_csv, mark_frame_from_columns,
+                      with_perpetual_data)
 from .frames import select_range
 from .intervals import interval_to_timeframe
 from .loader import SOURCES, load_funding_rates, load_mark_ohlcv, load_ohlcv
@@ -35,5 +37,6 @@ __all__ = [
     "interval_to_timeframe", "bt_date_numbers", "DataError", "DataUnavailable", "CacheCorrupt",
     "DataGapWarning", "CacheWarning", "FORMATS", "SOURCES", "CACHE_DIR_ENV_VAR",
     "load_funding_csv", "load_mark_csv", "FUNDING_FORMATS", "load_mark_ohlcv",
-    "load_funding_rates",
+    "load_funding_rates", "with_perpetual_data", "funding_series_from_attrs",
+    "mark_frame_from_columns", "MARK_COLUMNS",
 ]

@@ -155,3 +155,70 @@ def load_mark_csv(path, format: str | None = None, **kwargs) -> pd.DataFrame:
     frame = load_csv(path, format=format, **kwargs)
     frame.attrs["price"] = "mark"
     return frame
+
+
+#: frame columns that carry the mark price beside the trade OHLCV
+MARK_COLUMNS = ("mark_open", "mark_high", "mark_low", "mark_close")
+
+
+def with_perpetual_data(frame: pd.DataFrame, *, mark: pd.DataFrame | None = None,
+                        funding: pd.Series | None = None) -> pd.DataFrame:
+    """A copy of an OHLCV frame that carries its perpetual's mark price and funding.
+
+    ``mark``: mark-price OHLC frame; aligned on the frame's timestamps into the
+    columns ``mark_open, mark_high, mark_low, mark_close`` (NaN where the mark
+    has no bar: the broker then uses the trade price, with one warning).
+    ``funding``: a funding series; the settlements from one day before the
+    first bar to one day after the last are kept in ``attrs['funding']`` as
+    plain data (``times`` in POSIX seconds, ``rates``, ``interval_hours``,
+    ``label``), so the frame still pickles and compares cheaply.
+    Labels: ``attrs['mark_label']``, ``attrs['funding'].label``.
+    """
+    result = frame.copy()
+    if mark is not None:
+        aligned = mark.reindex(result.index)
+        for column, name in zip(("open", "high", "low", "close"), MARK_COLUMNS):
+            result[name] = aligned[column].to_numpy(dtype=np.float64)
+        missing = int(aligned["close"].isna().sum())
+        result.attrs["mark_label"] = _label(mark.attrs, "mark price")
+        result.attrs["mark_missing_bars"] = missing
+    if funding is not None:
+        day = pd.Timedelta(days=1)
+        kept = funding[(funding.index >= result.index[0] - day) &
+                       (funding.index <= result.index[-1] + day)]
+        result.attrs["funding"] = {
+            "label": _label(funding.attrs, "funding series"),
+            "interval_hours": funding.attrs.get("interval_hours"),
+            "times": tuple(int(t) for t in kept.index.as_unit("s").asi8),
+            "rates": tuple(float(r) for r in kept.to_numpy()),
+        }
+    return result
+
+
+def funding_series_from_attrs(attrs: dict) -> pd.Series | None:
+    """The funding series ``with_perpetual_data`` stored in a frame's attrs, or None."""
+    stored = attrs.get("funding")
+    if not stored:
+        return None
+    index = pd.to_datetime(np.asarray(stored["times"], dtype=np.int64), unit="s", utc=True)
+    series = pd.Series(np.asarray(stored["rates"], dtype=np.float64), index=index, name="rate")
+    series.attrs = {"source": stored["label"], "interval_hours": stored["interval_hours"]}
+    return series
+
+
+def mark_frame_from_columns(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """The mark OHLC (open/high/low/close) from a frame's mark columns, without missing bars."""
+    if not all(name in frame.columns for name in MARK_COLUMNS):
+        return None
+    mark = frame.loc[:, list(MARK_COLUMNS)].dropna()
+    mark.columns = ["open", "high", "low", "close"]
+    return mark
+
+
+def _label(attrs: dict, default: str) -> str:
+    """Short name of loaded data: the file name, or '<exchange> <symbol>' for ccxt."""
+    if attrs.get("path"):
+        return Path(attrs["path"]).name
+    if attrs.get("exchange") and attrs.get("symbol"):
+        return f"ccxt {attrs['exchange']} {attrs['symbol']}"
+    return str(attrs.get("source") or default)
