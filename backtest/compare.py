@@ -2,7 +2,8 @@
 
 A sweep run with both margin modes (``sweep --margin-mode isolated,cross``) has, per
 leverage, one row of each mode with otherwise equal settings. :func:`mode_comparison`
-pairs them and says, per leverage, which mode lost less and by how much.
+pairs them and says, per leverage, which mode lost less and by how much ("isolated lost
+983.09 less than cross"; "came out ... ahead of" when the better mode gained).
 
 Money lost to liquidations = ``margin_lost`` (the margin, or in cross mode the wallet,
 that liquidations took) + the carried part of the deficit (``deficit`` −
@@ -78,14 +79,19 @@ def _entry(leverage, figures: dict, cash) -> dict:
     better = "isolated" if lost["isolated"] < lost["cross"] else "cross"
     worse = "cross" if better == "isolated" else "isolated"
     entry["better"], entry["difference"] = better, difference
-    entry["sentence"] = (f"{name}: {better} lost {difference:,.2f} less than {worse} "
-                         f"({better} {_change(-lost[better])}, {worse} "
-                         f"{_change(-lost[worse])} on the starting cash of {cash:,.2f}).")
+    verdict = (f"lost {difference:,.2f} less than" if lost[better] > 0
+               else f"came out {difference:,.2f} ahead of")
+    entry["sentence"] = (f"{name}: {better} {verdict} {worse} ({better} {_outcome(lost[better])}, "
+                         f"{worse} {_outcome(lost[worse])} of the {cash:,.2f} starting cash).")
     return entry
 
 
 def _change(amount: float) -> str:
     return f"{'+' if amount >= 0 else '−'}{abs(amount):,.2f}"
+
+
+def _outcome(lost: float) -> str:
+    return f"lost {lost:,.2f}" if lost > 0 else f"gained {-lost:,.2f}"
 
 
 def _finite(value) -> bool:

@@ -35,7 +35,12 @@ def test_mode_comparison_pairs_rows_and_says_who_lost_less():
                                "(+1,000.00 on the starting cash).")
     # isolated lost 10000 - 6000 = 4000, cross 10000 - 2500 = 7500: isolated lost 3500 less
     assert ten["better"] == "isolated" and ten["difference"] == pytest.approx(3_500.0)
-    assert ten["sentence"].startswith("10x: isolated lost 3,500.00 less than cross")
+    assert ten["sentence"] == ("10x: isolated lost 3,500.00 less than cross (isolated lost "
+                               "4,000.00, cross lost 7,500.00 of the 10,000.00 starting cash).")
+    # a mode that gained: 'came out ... ahead of'
+    (three,) = mode_comparison([row(3, "isolated", 9_000.0), row(3, "cross", 12_000.0)])
+    assert three["sentence"] == ("3x: cross came out 3,000.00 ahead of isolated (cross gained "
+                                 "2,000.00, isolated lost 1,000.00 of the 10,000.00 starting cash).")
     assert ten["isolated"]["liquidation_loss"] == 3_000.0 and ten["cross"]["liquidations"] == 1
 
 
