@@ -20,9 +20,11 @@ Backends, all calling the same task function :func:`backtest.single.run_task`:
 """
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -33,6 +35,7 @@ from .single import BacktestResult, run_task
 
 DASK_INSTALL_HINT = "pip install 'distributed==2026.8.0'"
 SCHEDULER_CONNECT_TIMEOUT = "10s"
+SCHEDULER_PROBE_SECONDS = 10.0
 
 
 class SchedulerError(RuntimeError):
@@ -196,12 +199,58 @@ def _death(exitcode) -> str:
 
 
 # -- dask.distributed -----------------------------------------------------------------------
+def check_scheduler(scheduler) -> None:
+    """Raise :class:`SchedulerError` unless ``scheduler`` (an address) answers as a scheduler.
+
+    Checks the address form, opens a plain TCP connection (a refused port fails at once),
+    then asks the scheduler for its identity over dask's protocol, and closes everything it
+    opened. A ``Client`` or cluster object is not checked. Creates no dask ``Client``: a
+    failed ``Client()`` leaves an object whose finaliser waits 20 s on exit.
+    """
+    if scheduler is None or not isinstance(scheduler, str):
+        return
+    try:
+        from distributed.comm import connect
+        from distributed.comm.addressing import parse_address, parse_host_port
+    except ImportError:
+        raise SchedulerError("--scheduler needs dask.distributed, which is not installed: "
+                             f"{DASK_INSTALL_HINT}") from None
+
+    def unreachable(reason):
+        return SchedulerError(f"cannot reach the dask scheduler {scheduler}: "
+                              f"{' '.join(str(reason).split())}")
+
+    try:
+        scheme, location = parse_address(scheduler)
+        if scheme in ("tcp", "tls"):
+            host, port = parse_host_port(location)
+            socket.create_connection((host, port), timeout=SCHEDULER_PROBE_SECONDS).close()
+    except (OSError, ValueError, TypeError) as error:
+        raise unreachable(error) from None
+
+    async def identity():
+        comm = await connect(scheduler, timeout=SCHEDULER_PROBE_SECONDS)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await asyncio.wait_for(comm.read(), SCHEDULER_PROBE_SECONDS)
+        finally:
+            await comm.close()
+
+    try:
+        answer = asyncio.run(identity())
+    except Exception as error:  # noqa: BLE001 - any failure of the handshake means unreachable
+        raise unreachable(error or type(error).__name__) from None
+    if not isinstance(answer, dict) or answer.get("type") != "Scheduler":
+        raise unreachable("the address answers, but not as a dask scheduler")
+
+
 def _sweep_dask(frame, configs, scheduler, bar) -> list[BacktestResult]:
     try:
         from dask.distributed import Client, as_completed as dask_as_completed
     except ImportError:
         raise SchedulerError("--scheduler needs dask.distributed, which is not installed: "
                              f"{DASK_INSTALL_HINT}") from None
+    check_scheduler(scheduler)
     try:
         client = scheduler if isinstance(scheduler, Client) else Client(
             scheduler, timeout=SCHEDULER_CONNECT_TIMEOUT, set_as_default=False)

@@ -383,6 +383,7 @@ def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
                            write_outputs)
     from .backtest.compare import mode_comparison
     from .backtest.results import REPORT_HTML, prepare_output_dir
+    from .backtest.sweep import check_scheduler
     from .report import render_report
     from .sizers import row_refusal_summary
 
@@ -399,6 +400,7 @@ def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
     _check_tiers(args.tiers)
     _check_first_order(args, configs)
     prepare_output_dir(args.out)                 # fail fast, before any work
+    check_scheduler(scheduler)                   # a bad address before loading data
     if frame is None:
         frame = load_frame(args)
     _announce_data(frame)
