@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="rebuild report.html from an output folder",
                                  description="Rebuild DIR/report.html from DIR/metrics.json "
                                  "and DIR/series.npz, without re-running anything.")
-    report.add_argument("dir", type=Path, metavar="DIR", help="output folder of run or sweep")
+    report.add_argument("dir", type=Path, metavar="DIR", help="output folder of run, sweep "
+                        "or ruin")
     _add_static_option(report)
     report.set_defaults(handler=command_report)
     return parser
@@ -211,6 +212,7 @@ def _add_ruin_parser(commands, common) -> None:
                       "ignored with --scheduler)")
     ruin.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the tasks on a "
                       "dask.distributed scheduler instead of local processes")
+    _add_static_option(ruin)
     ruin.set_defaults(handler=command_ruin)
 
 
@@ -332,8 +334,8 @@ def command_ruin(args) -> int:
                   scheduler=args.scheduler)
     seconds = time.perf_counter() - started
     payloads = ruin_payloads(result)
-    payloads[REPORT_HTML] = render_ruin_report(result).encode("utf-8")
-    written = write_files_atomically(args.out, payloads)
+    payloads[REPORT_HTML] = render_ruin_report(result, static=args.static).encode("utf-8")
+    written = write_files_atomically(args.out, payloads, replace_all=True)
     print(ruin_table(result.rows, ruin_level=args.ruin_level))
     print(f"{args.paths * len(configs)} backtests of {len(frame)} bars in {seconds:.1f} s")
     print(f"report: {written[REPORT_HTML].resolve()}  (ruin.json, ruin.csv, ruin.npz beside it)")
@@ -350,7 +352,7 @@ def command_report(args) -> int:
         from .backtest.ruin import read_ruin
         from .report.ruin import render_ruin_report
         verify_manifest(args.dir, skip=(REPORT_HTML,))
-        html = render_ruin_report(read_ruin(args.dir))
+        html = render_ruin_report(read_ruin(args.dir), static=args.static)
     else:
         inputs = read_report_inputs(args.dir)
         html = render_report(inputs["rows"], inputs["bundle"], inputs["summary"],

@@ -30,7 +30,8 @@ class Trace:
     """One drawn series.
 
     ``x``: datetime64 values (time charts) or numbers (leverage charts); ``y``: numbers,
-    NaN = gap. ``kind``: 'line', 'markers', 'lines+markers' or 'area' (filled to 0).
+    NaN = gap. ``kind``: 'line', 'markers', 'lines+markers', 'area' (filled to 0) or
+    'band' (filled between ``base`` below and ``y`` above: an interval or percentile range).
     ``marker``: 'circle', 'triangle-up', 'triangle-down', 'x', 'circle-open'.
     ``hover``: one text per point (plain text, shown on hover), or None.
     """
@@ -46,6 +47,8 @@ class Trace:
     dash: bool = False
     hover: list | None = None
     legend: bool = True
+    base: np.ndarray | None = None   # lower edge of a 'band'
+    opacity: float = 0.25            # fill opacity of a 'band' or 'area'
 
 
 @dataclass

@@ -74,6 +74,8 @@ def build_figure(chart: Chart) -> go.Figure:
 
 
 def _scatter(chart: Chart, panel: Panel, trace: Trace) -> go.Scatter:
+    if trace.kind == "band":
+        return _band(chart, trace)
     x = _x_values(chart, trace.x)
     y = np.asarray(trace.y, dtype=np.float64)
     if panel.y_format != "count":
@@ -97,6 +99,18 @@ def _scatter(chart: Chart, panel: Panel, trace: Trace) -> go.Scatter:
                                      f"%{{y:{HOVER_FORMATS.get(panel.y_format, ',.4g')}}}"
                                      f"<extra>{trace.name}</extra>")
     return go.Scatter(**keywords)
+
+
+def _band(chart: Chart, trace: Trace) -> go.Scatter:
+    """A filled range between ``trace.base`` and ``trace.y``: one closed polygon."""
+    x = _x_values(chart, trace.x)
+    upper = np.asarray(trace.y, dtype=np.float64)
+    lower = np.asarray(trace.base, dtype=np.float64)
+    return go.Scatter(x=np.concatenate([x, x[::-1]]),
+                      y=np.concatenate([upper, lower[::-1]]).astype(np.float32),
+                      mode="lines", fill="toself", fillcolor=_fade(trace.color, trace.opacity),
+                      line={"width": 0, "color": trace.color}, name=trace.name,
+                      showlegend=trace.legend, hoverinfo="skip")
 
 
 def _reference_line(chart: Chart, panel: Panel, level: HLine) -> go.Scatter:
@@ -138,9 +152,9 @@ def _x_values(chart: Chart, x) -> np.ndarray:
     return values.astype(np.float64)
 
 
-def _fade(color: str | None) -> str:
+def _fade(color: str | None, opacity: float = 0.25) -> str:
     """A translucent fill of a '#rrggbb' colour."""
     if not color or not color.startswith("#") or len(color) != 7:
-        return "rgba(200, 40, 40, 0.25)"
+        return f"rgba(200, 40, 40, {opacity})"
     red, green, blue = (int(color[i:i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({red}, {green}, {blue}, 0.25)"
+    return f"rgba({red}, {green}, {blue}, {opacity})"

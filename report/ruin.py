@@ -1,137 +1,134 @@
-"""The ruin section of the report: probability vs leverage and equity fan charts.
+"""The report page of a ruin run: probability vs leverage, and equity fans across paths.
 
 Input is exactly what a ruin output folder holds (:func:`backtest.ruin.read_ruin`), so
-``run_backtest.py report DIR`` rebuilds the same page. Figures are base64 PNG from the
-Agg canvas (see :mod:`report.figures`); the section is its own template,
-``ruin_section.html.j2``, included by the stand-alone page ``ruin.html.j2``.
+``run_backtest.py report DIR`` rebuilds the same page. The page is the report's own
+skeleton (``template.html.j2``, the generic section partial, plotly or ``static`` PNG
+charts) with two sections: the data and settings, and :func:`ruin_section`.
 """
 from __future__ import annotations
 
 import json
-import math
 
-import matplotlib.ticker
 import numpy as np
-from matplotlib.figure import Figure
 
-from .figures import DPI, WIDTH_INCHES, _png_base64
-from .render import _environment, format_value, report_title
+from .charts import Chart, HLine, Panel, Trace
+from .figures import color_of
+from .format import format_value
+from .render import TEMPLATE, _draw, _environment, _plotly_js, report_title
+from .sections import ChartBlock, Paragraph, ReportData, Section, Table, data_section
 
-RUIN_TEMPLATE = "ruin.html.j2"
-FAN_BANDS = ((0, 4, "5–95 %", 0.18), (1, 3, "25–75 %", 0.35))   # rows of the percentile array
-FAN_COLUMNS = 3
-
-
-def probability_figure(leverage, p_liquidation, liquidation_ci, p_ruin, ruin_ci, *,
-                       ruin_level: float) -> str:
-    """P(liquidation) and P(ruin) [percent] against leverage with Wilson 95 % bands, as PNG."""
-    figure = Figure(figsize=(WIDTH_INCHES, 3.8), dpi=DPI)
-    axis = figure.subplots()
-    leverage = np.asarray(leverage, dtype=np.float64)
-    for values, bands, label, color, style in (
-            (p_liquidation, liquidation_ci, "P(at least one liquidation)", "tab:red", "-"),
-            (p_ruin, ruin_ci, f"P(ruin: equity < {ruin_level:g} × start)", "tab:blue", "--")):
-        values = 100.0 * np.asarray(values, dtype=np.float64)
-        bands = 100.0 * np.asarray(bands, dtype=np.float64).reshape(-1, 2)
-        axis.fill_between(leverage, bands[:, 0], bands[:, 1], color=color, alpha=0.18, lw=0,
-                          label=f"{label}: Wilson 95 % interval")
-        axis.plot(leverage, values, marker="o" if style == "-" else "s", ls=style,
-                  color=color, label=label, markersize=5 if style == "-" else 3.5)
-    _leverage_axis(axis, leverage)
-    axis.set_ylim(-2, 102)
-    axis.set_ylabel("probability %")
-    axis.grid(True, alpha=0.3)
-    axis.legend(loc="upper left", fontsize=8, framealpha=0.9)
-    figure.tight_layout()
-    return _png_base64(figure)
+LIQUIDATION_COLOR, RUIN_COLOR = "#d62728", "#4e79a7"
+#: (lower row, upper row, label, fill opacity) of the percentile array of ``RuinResult.fan``
+FAN_BANDS = ((0, 4, "5–95 % of paths", 0.18), (1, 3, "25–75 % of paths", 0.35))
+FAN_PANEL_PX = 190
+TABLE_COLUMNS = (("leverage", "leverage"), ("paths", "paths"),
+                 ("p_liquidation", "P(liquidation) [95 % CI]"), ("p_ruin", "P(ruin) [95 % CI]"),
+                 ("final_p05", "final equity p05"), ("final_median", "final equity median"),
+                 ("final_p95", "final equity p95"),
+                 ("max_drawdown_median", "median max drawdown"))
 
 
-def fan_figure(time, fans, labels, *, cash: float) -> str:
-    """One panel per leverage: equity percentiles over time across paths, as PNG.
-
-    ``fans[i]`` is an array (5, checkpoints) of the 5th, 25th, 50th, 75th and 95th
-    percentile of closing equity [quote currency] at ``time`` (int64 ns UTC). Log scale,
-    or symmetric-log when a percentile reaches 0 or below.
-    """
-    dates = np.asarray(time, dtype="datetime64[ns]")
-    count = max(1, len(fans))
-    columns = min(FAN_COLUMNS, count)
-    rows = math.ceil(count / columns)
-    figure = Figure(figsize=(WIDTH_INCHES, 2.9 * rows), dpi=DPI)
-    axes = np.atleast_1d(figure.subplots(rows, columns, sharex=True, sharey=True, squeeze=False)
-                         ).ravel()
-    lowest = min((float(np.min(fan)) for fan in fans), default=cash)
-    for axis, fan, label in zip(axes, fans, labels):
-        for low, high, band_label, alpha in FAN_BANDS:
-            axis.fill_between(dates, fan[low], fan[high], color="tab:blue", alpha=alpha, lw=0,
-                              label=band_label)
-        axis.plot(dates, fan[2], color="tab:blue", lw=1.0, label="median")
-        axis.axhline(cash, color="grey", lw=0.6, ls="--")
-        axis.set_title(label, fontsize=9)
-        axis.grid(True, alpha=0.3)
-    for axis in axes[len(fans):]:
-        axis.set_visible(False)
-    for axis in axes[:len(fans)]:
-        if lowest > 0:
-            axis.set_yscale("log")
-        else:
-            axis.set_yscale("symlog", linthresh=max(cash * 0.01, 1e-9))
-        axis.tick_params(axis="x", labelsize=7, labelrotation=30, labelbottom=True)
-    axes[0].legend(loc="upper left", fontsize=7)
-    axes[0].set_ylabel("equity")
-    figure.tight_layout()
-    return _png_base64(figure)
+def probability_chart(rows: list, *, ruin_level: float) -> Chart:
+    """P(at least one liquidation) and P(ruin) against leverage, each with its Wilson band."""
+    leverage = np.array([row["leverage"] for row in rows], dtype=np.float64)
+    traces = []
+    for key, label, color, dash in (
+            ("p_liquidation", "P(at least one liquidation)", LIQUIDATION_COLOR, False),
+            ("p_ruin", f"P(ruin: equity < {ruin_level:g} × start)", RUIN_COLOR, True)):
+        band = np.array([row[f"{key}_ci"] for row in rows], dtype=np.float64).reshape(-1, 2)
+        traces.append(Trace(f"{label}: Wilson 95 % interval", leverage, band[:, 1],
+                            kind="band", base=band[:, 0], color=color, opacity=0.18))
+        traces.append(Trace(label, leverage, np.array([row[key] for row in rows]),
+                            kind="lines+markers", color=color, dash=dash,
+                            marker="circle" if not dash else "x",
+                            hover=[f"{row['leverage']:g}x: {_percent_band(row[key], row[f'{key}_ci'])}"
+                                   for row in rows]))
+    positive = leverage[leverage > 0]
+    return Chart(chart_id="chart-ruin-probability", title="Probability vs leverage",
+                 panels=[Panel("probability", traces, y_format="percent",
+                               y_range=(-0.02, 1.02))],
+                 x_kind="leverage", x_label="leverage",
+                 x_log=bool(len(positive) and positive.max() / positive.min() >= 10),
+                 height=380, description="probability of liquidation and of ruin against "
+                 "leverage, with Wilson 95 % bands")
 
 
-def ruin_section(result) -> dict:
-    """Context of ``ruin_section.html.j2`` for a :class:`backtest.ruin.RuinResult`."""
-    rows = result.rows
-    settings = result.settings
+def fan_chart(result) -> Chart:
+    """One panel per leverage: equity percentiles across paths over time (fan chart)."""
+    dates = np.asarray(result.time, dtype="datetime64[ns]")
     cash = float(result.identity.get("cash") or 1.0)
-    labels = [f"{format_value(row['leverage'], 'leverage')}" for row in rows]
-    table = []
-    for row, label in zip(rows, labels):
-        table.append({
-            "leverage": row["leverage"], "leverage_text": label, "paths": row["paths"],
-            "p_liquidation": _percent_with_band(row["p_liquidation"], row["p_liquidation_ci"]),
-            "p_ruin": _percent_with_band(row["p_ruin"], row["p_ruin_ci"]),
-            "final_p05": format_value(row["final_p05"], "money"),
-            "final_median": format_value(row["final_median"], "money"),
-            "final_p95": format_value(row["final_p95"], "money"),
-            "max_drawdown_median": format_value(row["max_drawdown_median"], "percent"),
-            "json": json.dumps(row, sort_keys=True),
-        })
-    return {
-        "settings": settings,
-        "table": table,
-        "probability_image": probability_figure(
-            [row["leverage"] for row in rows], [row["p_liquidation"] for row in rows],
-            [row["p_liquidation_ci"] for row in rows], [row["p_ruin"] for row in rows],
-            [row["p_ruin_ci"] for row in rows], ruin_level=settings["ruin_level"]),
-        "fan_image": fan_figure(result.time, result.fan(), labels, cash=cash),
-    }
+    fans = result.fan()
+    lowest = min((float(np.min(fan)) for fan in fans), default=cash)
+    panels = []
+    for number, (row, fan) in enumerate(zip(result.rows, fans)):
+        color = color_of(number)
+        first = number == 0
+        traces = [Trace(label, dates, fan[high], kind="band", base=fan[low], color="#4e79a7",
+                        opacity=opacity, legend=first)
+                  for low, high, label, opacity in FAN_BANDS]
+        traces.append(Trace("median", dates, fan[2], color=color, width=1.4, legend=False,
+                            hover=[f"{row['leverage']:g}x median {value:,.0f}"
+                                   for value in fan[2]]))
+        panels.append(Panel(f"{row['leverage']:g}x", traces,
+                            scale="log" if lowest > 0 else "linear", y_format="money",
+                            lines=[HLine(cash, "starting cash")] if first else []))
+    return Chart(chart_id="chart-ruin-fan", title="Equity across paths, per leverage",
+                 panels=panels, height=max(300, FAN_PANEL_PX * len(panels)),
+                 description="percentiles of equity across the bootstrapped paths over time, "
+                 "one panel per leverage")
 
 
-def render_ruin_report(result) -> str:
-    """Stand-alone HTML page of a ruin run (data identity and the ruin section)."""
+def ruin_section(result) -> Section:
+    """The table, the probability chart and the fan chart of a :class:`RuinResult`."""
+    settings = result.settings
+    rows = result.rows
+    note = (f"{settings['paths']} synthetic paths per leverage, the same paths for every "
+            "leverage (common random numbers): a stationary block bootstrap of the data's bars "
+            f"(mean block {settings['block_hours']:g} h = {settings['mean_block_bars']:.1f} "
+            "bars; close-to-close log returns, each bar's open, high and low kept relative to "
+            f"its close), starting at the first real close, seed {settings['seed']}. Ruin = "
+            f"equity at a bar's close below {settings['ruin_level']:g} × the starting cash at "
+            "any bar. Brackets: Wilson 95 % intervals. Final equity in quote currency.")
+    table_rows = []
+    for number, row in enumerate(rows):
+        texts = {"leverage": format_value(row["leverage"], "leverage"),
+                 "paths": str(row["paths"]),
+                 "p_liquidation": _percent_band(row["p_liquidation"], row["p_liquidation_ci"]),
+                 "p_ruin": _percent_band(row["p_ruin"], row["p_ruin_ci"]),
+                 "max_drawdown_median": format_value(row["max_drawdown_median"], "percent")}
+        for key in ("final_p05", "final_median", "final_p95"):
+            texts[key] = format_value(row[key], "money")
+        cells = [{"key": key, "text": texts[key], "value": json.dumps(row[key]), "css": "",
+                  "title": ""} for key, _label in TABLE_COLUMNS]
+        table_rows.append({"cells": cells, "css": "", "attrs": {"data-row": str(number)}})
+    blocks = [Paragraph(note, css="note"),
+              Table(headers=list(TABLE_COLUMNS), rows=table_rows, css="ruin"),
+              ChartBlock(probability_chart(rows, ruin_level=settings["ruin_level"])),
+              ChartBlock(fan_chart(result))]
+    return Section("ruin", "Probability of ruin by leverage", blocks)
+
+
+def render_ruin_report(result, *, static: bool = False) -> str:
+    """HTML text of a ruin run's page; ``static``: PNG charts instead of plotly."""
     identity = dict(result.identity)
-    identity["strategy_params"] = json.dumps(identity.get("strategy_params") or {},
-                                             sort_keys=True)
-    title = "Probability of ruin: " + report_title([identity])
-    template = _environment().get_template(RUIN_TEMPLATE)
-    return template.render(title=title, identity=identity, ruin=ruin_section(result))
+    if not isinstance(identity.get("strategy_params"), str):
+        identity["strategy_params"] = json.dumps(identity.get("strategy_params") or {},
+                                                 sort_keys=True)
+    page = ReportData(rows=[identity], price={}, per_row=[], bundle={}, summary={},
+                      liquidations=[], trades=[], static=static)
+    sections = [data_section(page), ruin_section(result)]
+    drawn = 0
+    for section in sections:
+        for block in section.blocks:
+            if isinstance(block, ChartBlock) and not block.chart.empty:
+                block.rendered = _draw(block.chart, static)
+                drawn += 1
+    return _environment().get_template(TEMPLATE).render(
+        title="Probability of ruin: " + report_title([identity]), identity=identity,
+        sections=sections, static=static,
+        plotly_js=None if static or not drawn else _plotly_js())
 
 
-def _percent_with_band(value, band) -> str:
+def _percent_band(value, band) -> str:
     return (f"{format_value(value, 'percent')} [{format_value(band[0], 'percent')}, "
             f"{format_value(band[1], 'percent')}]")
-
-
-def _leverage_axis(axis, leverage) -> None:
-    positive = [value for value in leverage if value > 0]
-    if positive and max(positive) / min(positive) >= 10:
-        axis.set_xscale("log")
-        axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    axis.set_xticks(positive)
-    axis.set_xlabel("leverage (x)")

@@ -162,6 +162,24 @@ def summary_section(report: ReportData) -> Section:
     return Section("summary", "Summary by leverage", blocks)
 
 
+def refusals_section(report: ReportData) -> Section | None:
+    """Entries the risk sizer refused (stop at or beyond the liquidation price), per setting."""
+    from ..sizers import row_refusal_summary
+
+    lines = [(number, row_refusal_summary(row)) for number, row in enumerate(report.rows)]
+    lines = [(number, text) for number, text in lines if text]
+    if not lines:
+        return None
+    blocks = [Paragraph(f"{report.label(number)}: {text}" if report.several_modes else text,
+                        css="warning") for number, text in lines]
+    blocks.append(Paragraph(
+        "sizer=risk gives an entry size 0 when its stop lies at or beyond the position's "
+        "liquidation price: the exchange would liquidate before the stop could fill. A signal "
+        "that lasts several bars counts once. Lower the leverage or tighten the stop.",
+        css="note"))
+    return Section("refusals", "Entries refused by the sizer", blocks)
+
+
 def margin_modes_section(report: ReportData) -> Section | None:
     """Isolated vs cross per leverage (sweeps run with --margin-mode isolated,cross)."""
     from ..backtest.compare import mode_comparison
@@ -271,8 +289,8 @@ SETTING_BLOCK_BUILDERS = [setting_status_blocks, setting_chart_blocks, liquidati
                           trade_table_blocks]
 
 #: the page's sections, in order
-SECTION_BUILDERS = [headline_section, summary_section, margin_modes_section, data_section,
-                    outcome_section, equity_section, setting_sections]
+SECTION_BUILDERS = [headline_section, summary_section, refusals_section, margin_modes_section,
+                    data_section, outcome_section, equity_section, setting_sections]
 
 
 def build_sections(report: ReportData) -> list:

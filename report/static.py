@@ -69,7 +69,11 @@ def _draw_panel(axis, chart: Chart, panel: Panel) -> None:
         y = np.asarray(trace.y, dtype=np.float64)
         marker = MARKERS.get(trace.marker, "o")
         face = "none" if trace.marker == "circle-open" else trace.color
-        if trace.kind == "area":
+        if trace.kind == "band":
+            axis.fill_between(x, np.asarray(trace.base, dtype=np.float64), y, color=trace.color,
+                              alpha=trace.opacity, lw=0,
+                              label=trace.name if trace.legend else None)
+        elif trace.kind == "area":
             axis.fill_between(x, y, 0, color=trace.color, alpha=0.35, lw=0, label=trace.name)
         elif trace.kind == "markers":
             axis.scatter(x, y, marker=marker, s=trace.size ** 2, color=trace.color,

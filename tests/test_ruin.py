@@ -169,6 +169,9 @@ def test_cli_writes_the_folder_and_is_deterministic(hourly_csv, tmp_path, capsys
     report = (outs[0] / "report.html").read_bytes()
     assert run_backtest.main(["report", str(outs[0])]) == 0
     assert (outs[0] / "report.html").read_bytes() == report
+    assert run_backtest.main(["report", str(outs[0]), "--static"]) == 0
+    static = (outs[0] / "report.html").read_text()
+    assert "<script" not in static and static.count("data:image/png;base64,") == 2
 
 
 @pytest.mark.parametrize("argv, fragment", [

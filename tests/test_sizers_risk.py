@@ -227,6 +227,8 @@ def test_cli_param_sizer_risk(shared_data, tmp_path, capsys):
     assert code == 0
     row = json.loads((out / "metrics.json").read_text())[0]
     assert row["entries_refused"] > 0 and row["liquidations"] == 0
+    html = (out / "report.html").read_text()
+    assert f"{row['entries_refused']} entries refused: stop 5 % beyond liquidation at 25x" in html
     assert json.loads(row["strategy_params"]) == {"risk_per_trade": 0.01, "sizer": "risk",
                                                    "stop_loss": 0.05}
 
