@@ -1,4 +1,4 @@
-"""Isolated-margin broker extension for backtrader.
+"""Isolated- and cross-margin broker extension for backtrader.
 
 ``from backtrader_leverage import MarginBroker`` and set ``cerebro.broker = MarginBroker(...)``.
 The pure margin math is in ``broker.margin``; event records in ``broker.events``.

@@ -1,4 +1,4 @@
-"""``MarginBroker``: backtrader's BackBroker with isolated margin and liquidation.
+"""``MarginBroker``: backtrader's BackBroker with isolated or cross margin and liquidation.
 
 A thin adapter: it turns backtrader orders and positions into calls to the
 pure functions of ``broker.margin`` and records what happened
@@ -167,7 +167,7 @@ def _touch_price(order, segment_start, segment_end):
 
 
 class MarginBroker(bt.brokers.BackBroker):
-    """Isolated-margin broker for linear crypto perpetuals, with liquidation.
+    """Isolated- or cross-margin broker for linear crypto perpetuals, with liquidation.
 
     Use: ``cerebro.broker = MarginBroker(cash=10_000, leverage=5)``; fees
     the backtrader way, ``setcommission(commission=0.0004)`` (a fraction of
