@@ -40,7 +40,7 @@ RETURN_COLUMNS = (
 )
 RISK_COLUMNS = (
     Column("leverage", "leverage", "leverage"),
-    Column("liquidations", "liquidations", "count"),
+    Column("liquidations", "liqui\u00addations", "count"),
     Column("time_to_first_liquidation", "first liquidation after", "duration"),
     Column("margin_lost", "margin lost (fees included)", "money"),
     Column("liquidation_fees", "of which fees", "money"),
@@ -145,6 +145,8 @@ def cell(record: dict, column: Column) -> dict:
     css = "text" if column.kind in ("text", "time") else ""
     if reason:
         css = "na"
+    elif column.key == "leverage" and record.get("all_orders_rejected"):
+        css = "marked"
     raw = "" if value is None else str(value) if column.kind in ("text", "time") \
         else json.dumps(value)
     return {"key": column.key, "text": text, "value": raw, "css": css, "title": reason or ""}
