@@ -59,7 +59,8 @@ from .config import BacktestConfig
 from .metrics import data_identity
 from .results import OutputError
 from .single import make_broker
-from .sweep import DASK_INSTALL_HINT, SCHEDULER_CONNECT_TIMEOUT, SchedulerError, default_workers
+from .sweep import (DASK_INSTALL_HINT, SCHEDULER_CONNECT_TIMEOUT, SchedulerError,
+                    check_scheduler, default_workers)
 
 RUIN_KEYS = ("leverage", "paths", "p_liquidation", "p_liquidation_ci", "p_ruin", "p_ruin_ci",
              "final_p05", "final_median", "final_p95", "max_drawdown_median")
@@ -428,6 +429,7 @@ def _run_dask(frame, tasks, scheduler, bar) -> list:
     except ImportError:
         raise SchedulerError("--scheduler needs dask.distributed, which is not installed: "
                              f"{DASK_INSTALL_HINT}") from None
+    check_scheduler(scheduler)   # no half-built Client (its finaliser hangs) for a bad address
     try:
         client = scheduler if isinstance(scheduler, Client) else Client(
             scheduler, timeout=SCHEDULER_CONNECT_TIMEOUT, set_as_default=False)

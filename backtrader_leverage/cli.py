@@ -297,6 +297,7 @@ def command_ruin(args) -> int:
     from .backtest.results import REPORT_HTML, prepare_output_dir, write_files_atomically
     from .backtest.ruin import ruin, ruin_payloads, ruin_table
     from .backtest.single import make_broker
+    from .backtest.sweep import check_scheduler
     from .report.ruin import render_ruin_report
 
     leverages = parse_leverages(args.leverage)
@@ -318,6 +319,7 @@ def command_ruin(args) -> int:
         except ValueError as error:
             raise CliError(f"--leverage {config.leverage:g}: {error}") from None
     prepare_output_dir(args.out)
+    check_scheduler(args.scheduler)              # a bad address before loading data
     frame = load_frame(args)
     _announce_data(frame)
     needed = _min_bars(args.strategy, params)

@@ -181,6 +181,7 @@ def test_cli_writes_the_folder_and_is_deterministic(hourly_csv, tmp_path, capsys
     (["--seed", "x"], "--seed"),
     (["--leverage", "200", "--tiers", "binance_btcusdt_perp"], "maximum"),
     (["--param", "nope=1"], "nope"),
+    (["--scheduler", "tcp://127.0.0.1:1"], "cannot reach the dask scheduler"),
 ])
 def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(argv, fragment, hourly_csv,
                                                              tmp_path, capsys):
