@@ -52,6 +52,7 @@ import collections
 import datetime
 import importlib.resources
 import math
+import numbers
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,19 @@ def _tick_prices(data):
                  for bar_price, tick_price in zip(bar, tick))
 
 
+def _real_param(value, name, allowed, test, unit, none_ok=False):
+    """``value`` as a float when it is a finite real number (any numeric type) passing
+    ``test``; else ValueError naming ``name``, the ``allowed`` range and the ``unit``."""
+    if value is None and none_ok:
+        return None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = float(value)
+        if math.isfinite(number) and test(number):
+            return number
+    raise ValueError(f"{name} must be {'None or ' if none_ok else ''}a real number {allowed} "
+                     f"({unit}), got {value!r}")
+
+
 def _touch_price(order, segment_start, segment_end):
     """Price where a resting order triggers on the path segment start → end, or None.
 
@@ -227,19 +241,24 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def __init__(self):
         # Configuration first: BrokerBase.__init__ calls init().
+        p = self.p
+        p.cash = _real_param(p.cash, "cash", ">= 0", lambda v: v >= 0, "quote currency")
+        p.maintenance_margin_rate = _real_param(p.maintenance_margin_rate,
+                                                "maintenance_margin_rate", "in (0, 1)",
+                                                lambda v: 0 < v < 1, "fraction of notional")
+        p.lot_size = _real_param(p.lot_size, "lot_size", "> 0", lambda v: v > 0, "base units")
+        p.liquidation_fee_rate = _real_param(p.liquidation_fee_rate, "liquidation_fee_rate",
+                                             "in [0, 1)", lambda v: 0 <= v < 1,
+                                             "fraction of notional", none_ok=True)
         self._tiers = _resolve_tiers(self.p.tiers, self.p.maintenance_margin_rate)
         if self.p.negative_balance not in NEGATIVE_BALANCE_POLICIES:
             raise ValueError(f"negative_balance must be one of {NEGATIVE_BALANCE_POLICIES}, "
                              f"got {self.p.negative_balance!r}")
-        if self.p.lot_size <= 0:
-            raise ValueError(f"lot_size must be > 0 base units, got {self.p.lot_size}")
-        if self.p.liquidation_fee_rate is not None and self.p.liquidation_fee_rate < 0:
-            raise ValueError("liquidation_fee_rate must be None or >= 0")
         if self.p.margin_mode not in MARGIN_MODES:
             raise ValueError(f"margin_mode must be one of {MARGIN_MODES}, got {self.p.margin_mode!r}")
         self._cross = self.p.margin_mode == "cross"
         self._tiers_by_data = {}
-        self._check_leverage(self.p.leverage, "leverage param")
+        self.p.leverage = self._check_leverage(self.p.leverage, "leverage param")
         self._size_decimals = mm.lot_decimals(self.p.lot_size)
         # Survives init(), which cerebro.run() calls again: set_leverage before run.
         self._leverage_by_data = {}
@@ -284,8 +303,10 @@ class MarginBroker(bt.brokers.BackBroker):
         if mult != 1.0 or margin or interest or automargin:
             raise ValueError("MarginBroker models linear USDⓈ-M perpetuals: mult must be 1 "
                              "and margin/interest/automargin unset (margin comes from leverage)")
+        commission = _real_param(commission, "commission", "in [0, 1)", lambda v: 0 <= v < 1,
+                                 "fraction of notional")
         if leverage is not None:
-            self._check_leverage(leverage, "setcommission leverage")
+            leverage = self._check_leverage(leverage, "setcommission leverage")
         if commtype not in (None, bt.CommInfoBase.COMM_PERC):
             raise ValueError("MarginBroker charges fees as a fraction of notional (COMM_PERC)")
         self.comminfo[name] = MarginCommInfo(commission=commission, percabs=percabs,
@@ -342,12 +363,20 @@ class MarginBroker(bt.brokers.BackBroker):
         return self._tiers_by_data.get(data, self._tiers)
 
     def _check_leverage(self, leverage, what, tiers=None):
+        """``leverage`` as a float; ValueError unless a real number in (0, the table's max]."""
         max_leverage = (tiers or self._tiers)[0].max_leverage
-        if not (isinstance(leverage, (int, float)) and math.isfinite(leverage) and leverage > 0):
-            raise ValueError(f"{what} must be a number > 0, got {leverage!r}")
+        leverage = _real_param(leverage, what, f"> 0 and <= {max_leverage:g}",
+                               lambda v: v > 0, "x")
         if leverage > max_leverage:
-            raise ValueError(f"{what} {leverage} is above the tier table's maximum of "
+            raise ValueError(f"{what} {leverage:g} is above the tier table's maximum of "
                              f"{max_leverage:g}x")
+        return leverage
+
+    def set_cash(self, cash):
+        """Set the starting wallet (quote currency, a real number >= 0); alias ``setcash``."""
+        super().set_cash(_real_param(cash, "cash", ">= 0", lambda v: v >= 0, "quote currency"))
+
+    setcash = set_cash
 
     # ------------------------------------------------------------------
     # public queries
