@@ -121,3 +121,12 @@ def line(name, x, y, *, max_points: int = MAX_PLOT_POINTS, **style) -> Trace:
     """A line trace of a long series, downsampled by :func:`downsample`."""
     small_x, small_y = downsample(np.asarray(x), np.asarray(y, dtype=np.float64), max_points)
     return Trace(name=name, x=small_x, y=small_y, **style)
+
+
+def log_span(panel: Panel) -> float:
+    """max / min of a log panel's positive values (1.0 when it has none): with less than a
+    decade, both backends label every digit (1-9 x 10^n), else only 1, 2 and 5 x 10^n."""
+    values = [np.asarray(trace.y, dtype=np.float64) for trace in panel.traces if len(trace.y)]
+    positive = np.concatenate(values) if values else np.empty(0)
+    positive = positive[np.isfinite(positive) & (positive > 0)]
+    return float(positive.max() / positive.min()) if positive.size else 1.0

@@ -13,7 +13,7 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from .charts import Chart, HLine, Panel, Trace
+from .charts import Chart, HLine, Panel, Trace, log_span
 
 #: d3 number formats per y format: plain digits with thousands separators, never 1e+5
 TICK_FORMATS = {"money": ",.6~r", "price": ",.6~r", "percent": ",.1~%", "ratio": ",.3~r",
@@ -134,7 +134,7 @@ def _y_axis(panel: Panel) -> dict:
             "tickformat": TICK_FORMATS.get(panel.y_format, ",.6~r"), "automargin": True}
     if panel.scale == "log":
         axis["type"] = "log"
-        axis["dtick"] = "D2"          # labels at 1, 2, 5 x 10^n only
+        axis["dtick"] = "D2" if log_span(panel) >= 10 else "D1"   # see charts.log_span
     if panel.y_format == "count":
         top = max((float(np.nanmax(trace.y)) for trace in panel.traces if len(trace.y)),
                   default=1.0)

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .charts import Chart, Panel
+from .charts import Chart, Panel, log_span
 
 matplotlib.use("Agg")
 
@@ -43,14 +43,23 @@ def chart_png(chart: Chart) -> str:
     if chart.x_kind == "leverage":
         if chart.x_log:
             axes[-1].set_xscale("log")
+        grid = sorted({float(value) for panel in panels for trace in panel.traces
+                       for value in np.asarray(trace.x, dtype=np.float64)})
+        if grid:  # ticks at the grid's leverages, labelled '5x'
+            axes[-1].set_xticks(grid)
         axes[-1].xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+        axes[-1].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[-1].set_xlabel(chart.x_label)
-    figure.suptitle(chart.title, x=0.01, ha="left", fontsize=11)
+    # the page's heading names the chart; a title is kept only as the figure's alt text
+    top = 1.0
     if handles:  # one legend above the panels: never over the data
-        figure.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.01, 0.955),
-                      ncol=min(len(labels), 6), fontsize=8, frameon=False)
+        columns = min(len(labels), 6)
+        rows = -(-len(labels) // columns)
+        top = 1.0 - (0.08 + 0.22 * rows) / height
+        figure.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.01, 0.995),
+                      ncol=columns, fontsize=8, frameon=False)
     figure.align_ylabels(axes)
-    figure.tight_layout(rect=(0, 0, 1, 0.9 if handles else 0.95))
+    figure.tight_layout(rect=(0, 0, 1, top))
     return _png_base64(figure)
 
 
@@ -76,7 +85,7 @@ def _draw_panel(axis, chart: Chart, panel: Panel) -> None:
         elif trace.kind == "area":
             axis.fill_between(x, y, 0, color=trace.color, alpha=0.35, lw=0, label=trace.name)
         elif trace.kind == "markers":
-            axis.scatter(x, y, marker=marker, s=trace.size ** 2, color=trace.color,
+            axis.scatter(x, y, marker=marker, s=(0.7 * trace.size) ** 2, color=trace.color,
                          facecolors=face, zorder=3, label=trace.name if trace.legend else None)
         else:
             axis.plot(x, y, color=trace.color, lw=trace.width, ls="--" if trace.dash else "-",
@@ -87,6 +96,9 @@ def _draw_panel(axis, chart: Chart, panel: Panel) -> None:
                      label=level.label)
     if panel.scale == "log":
         axis.set_yscale("log")
+        # labels at 1, 2 and 5 x 10^n, as on the page (a narrow range still gets numbers)
+        subs = (1.0, 2.0, 5.0) if log_span(panel) >= 10 else tuple(float(d) for d in range(1, 10))
+        axis.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=subs))
     elif panel.scale == "symlog":
         axis.set_yscale("symlog", linthresh=1.0)
     if panel.y_range is not None:
