@@ -229,7 +229,9 @@ def perpetual_settings(config: BacktestConfig, frame: pd.DataFrame | None) -> di
         funding = f"{config.funding_rate:g} per {config.funding_interval_hours:g} h (constant)"
     elif attrs.get("funding"):
         stored = attrs["funding"]
-        funding = f"{stored['label']} ({len(stored['rates'])} settlements)"
+        first, last = (int(stamp.value // 10**9) for stamp in (frame.index[0], frame.index[-1]))
+        inside = sum(1 for time in stored["times"] if first <= time <= last)
+        funding = f"{stored['label']} ({inside} settlements in the data's range)"
     else:
         funding = FUNDING_OFF
     trigger = f"mark price ({attrs['mark_label']})" if attrs.get("mark_label") and \

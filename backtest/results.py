@@ -137,6 +137,8 @@ def series_bundle(frame: pd.DataFrame, results) -> dict:
             bundle[f"{number}/{key}"] = np.asarray(result.series[key], dtype=np.float32)
         for key in EVENT_KEYS:
             bundle[f"{number}/{key}"] = np.asarray(result.series[key])
+        if "funding" in result.series:       # cumulative funding paid (report's funding section)
+            bundle[f"{number}/funding"] = np.asarray(result.series["funding"], dtype=np.float32)
     return bundle
 
 

@@ -3,7 +3,7 @@
 
 Usage (every option: ``python run_backtest.py {run,sweep,ruin,report} --help``)::
 
-    python run_backtest.py                      # demo: sweep of sma_cross, cached or synthetic data
+    python run_backtest.py                      # demo: sma_cross sweep, bundled BTCUSDT perp sample
     python run_backtest.py run   --csv FILE --leverage 5 --out out/run
     python run_backtest.py sweep --csv FILE --leverage 1,2,3,5,10,20 --out out/sweep
     python run_backtest.py ruin  --csv FILE --strategy buy_hold --paths 200 --out out/ruin
@@ -28,10 +28,10 @@ from pathlib import Path
 EXIT_OK, EXIT_SETTING_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_SYMBOL = "BTC-USD"
 DEFAULT_INTERVAL = "1d"
-DEMO_SYMBOL, DEMO_INTERVAL = "BTC-USD", "1h"
 DEFAULT_SWEEP_LEVERAGES = "1,2,3,5,10,20"
 DEFAULT_OUT = Path("out")
-SOURCES = ("auto", "yfinance", "cache", "synthetic")
+SOURCES = ("auto", "yfinance", "cache", "synthetic", "ccxt")
+DEFAULT_EXCHANGE = "binanceusdm"
 
 
 class CliError(Exception):
@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=_program_name(), description=(
         "Leveraged crypto backtests with an isolated-margin broker: run one setting, sweep "
         "leverages in parallel, and write a self-contained HTML risk report. With no "
-        "arguments: a demo sweep of sma_cross over cached or synthetic BTC-USD 1h data."))
+        "arguments: a demo sweep of sma_cross over the bundled BTCUSDT perpetual sample "
+        "(2021-2022, 1h) with funding and the mark price on."))
     commands = parser.add_subparsers(dest="command", metavar="{run,sweep,ruin,report}")
     common = _Parser(add_help=False)
     _add_data_options(common)
@@ -238,8 +239,47 @@ def _add_data_options(common) -> None:
                       "e.g. 2022-01-01")
     data.add_argument("--end", help="end of the range (exclusive), ISO date/time in UTC")
     data.add_argument("--source", choices=SOURCES, default="auto", help="where --symbol data "
-                      "comes from: auto = cache then yfinance; synthetic = generated demo series "
-                      "(default auto)")
+                      "comes from: auto = cache then yfinance; synthetic = generated demo series; "
+                      "ccxt = an exchange's perpetual klines through ccxt, e.g. --symbol "
+                      "BTC/USDT:USDT (default auto)")
+    data.add_argument("--exchange", default=DEFAULT_EXCHANGE, metavar="ID",
+                      help=f"ccxt exchange id for --source ccxt (default {DEFAULT_EXCHANGE})")
+    _add_perpetual_options(common)
+
+
+def _add_perpetual_options(common) -> None:
+    perpetual = common.add_argument_group(
+        "perpetual funding and mark price (off by default: funding not modelled, liquidation "
+        "on the trade price)")
+    funding = perpetual.add_mutually_exclusive_group()
+    funding.add_argument("--funding-rate", type=_funding_rate, metavar="RATE",
+                         help="constant funding rate per interval, a fraction (0.0001 = 0.01 %%; "
+                         "longs pay when positive), at 00:00, 08:00, 16:00 UTC")
+    funding.add_argument("--funding-csv", metavar="FILE", help="funding-rate history CSV "
+                         "(Binance bulk calc_time,funding_interval_hours,last_funding_rate; ccxt "
+                         "timestamp,fundingRate; or time,rate)")
+    funding.add_argument("--funding", choices=("ccxt",), help="funding-rate history from the "
+                         "exchange (with --source ccxt)")
+    perpetual.add_argument("--funding-interval-hours", type=_positive_float, default=8.0,
+                           metavar="H", help="hours between funding times for --funding-rate "
+                           "(default 8)")
+    mark = perpetual.add_mutually_exclusive_group()
+    mark.add_argument("--mark-csv", action="append", default=[], metavar="[SYMBOL=]FILE",
+                      help="mark-price klines CSV (kline layout); liquidation then triggers on "
+                      "the mark price, and equity is marked on it")
+    mark.add_argument("--mark", choices=("ccxt",), help="mark-price klines from the exchange "
+                      "(with --source ccxt)")
+
+
+def _funding_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and abs(value) <= 0.05):
+        raise argparse.ArgumentTypeError(f"must be a fraction within ±0.05 per interval "
+                                         f"(0.0001 = 0.01 %%), got {text!r}")
+    return value
 
 
 def _add_account_options(common, strategy_names) -> None:
@@ -365,17 +405,14 @@ def command_report(args) -> int:
 
 
 def command_demo() -> int:
-    """No arguments: sweep sma_cross over cached BTC-USD 1h data, or the synthetic series."""
-    from .data import DataError, load_ohlcv
+    """No arguments: sweep sma_cross over the bundled BTCUSDT perpetual sample, funding and mark on."""
+    from .data import load_perpetual_sample
 
     print("No arguments given: running the demo, a leverage sweep of sma_cross "
-          f"({DEFAULT_SWEEP_LEVERAGES}x). See 'python run_backtest.py --help' for your own runs.")
-    try:
-        frame = load_ohlcv(DEMO_SYMBOL, interval=DEMO_INTERVAL, source="cache")
-    except DataError as error:
-        print(f"No usable cached {DEMO_SYMBOL} {DEMO_INTERVAL} data ({error}); using the "
-              "synthetic demo series instead.")
-        frame = load_ohlcv(DEMO_SYMBOL, interval=DEMO_INTERVAL, source="synthetic")
+          f"({DEFAULT_SWEEP_LEVERAGES}x) on the bundled real Binance BTCUSDT perpetual sample "
+          "(1h, 2021-2022) with its funding payments and mark-price liquidation on. See "
+          "'python run_backtest.py --help' for your own runs (synthetic data: --source synthetic).")
+    frame = load_perpetual_sample()
     args = build_parser().parse_args(["sweep", "--out", str(DEFAULT_OUT / "demo")])
     return _run_settings(args, parse_leverages(DEFAULT_SWEEP_LEVERAGES), workers=None,
                          scheduler=None, frame=frame)
@@ -399,15 +436,19 @@ def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
                               tiers=args.tiers,
                               liquidation_fee_rate=args.liquidation_fee_rate,
                               negative_balance=args.negative_balance, lot_size=args.lot_size,
-                              strategy_params=params, margin_mode=mode)
+                              strategy_params=params, margin_mode=mode,
+                              funding_rate=getattr(args, "funding_rate", None),
+                              funding_interval_hours=getattr(args, "funding_interval_hours", 8.0))
                for leverage in leverages for mode in modes]
     _check_tiers(args.tiers)
     _check_first_order(args, configs)
     prepare_output_dir(args.out)                 # fail fast, before any work
     check_scheduler(scheduler)                   # a bad address before loading data
     if frame is None:
-        frame = load_frame(args)
+        _check_perpetual_options(args)
+        frame = attach_perpetual_data(args, load_frame(args))
     _announce_data(frame)
+    print(perpetual_line(configs[0], frame))
     needed = _min_bars(args.strategy, params)
     if len(frame) < needed:
         raise CliError(f"{args.strategy} needs at least {needed} bars with these params; the "
@@ -556,7 +597,8 @@ def load_frame(args):
         raise CliError(f"--start {args.start} is after --end {args.end}")
     if args.csv is None:
         return load_ohlcv(args.symbol or DEFAULT_SYMBOL, interval=args.interval or DEFAULT_INTERVAL,
-                          start=args.start, end=args.end, source=args.source)
+                          start=args.start, end=args.end, source=args.source,
+                          exchange=getattr(args, "exchange", DEFAULT_EXCHANGE))
     windowed = start is not None or end is not None
     with warnings.catch_warnings():
         if windowed:  # gaps are reported for the window below, not for the whole file
@@ -572,6 +614,80 @@ def load_frame(args):
     if windowed and frame.empty:
         raise CliError(f"{args.csv} has no bars between {args.start} and {args.end}")
     return frame
+
+
+def _check_perpetual_options(args) -> None:
+    """Bad combinations of the funding / mark options, before any data is loaded."""
+    uses_ccxt = getattr(args, "funding", None) == "ccxt" or getattr(args, "mark", None) == "ccxt"
+    if uses_ccxt and (args.source != "ccxt" or args.csv is not None):
+        raise CliError("--funding ccxt / --mark ccxt take the exchange's data: use them with "
+                       "--source ccxt --symbol BTC/USDT:USDT (or give --funding-csv / --mark-csv)")
+    for item in getattr(args, "mark_csv", None) or []:
+        _mark_item(item)
+    if len(getattr(args, "mark_csv", None) or []) > 1:
+        raise CliError("--mark-csv: one feed takes one mark file; give it once")
+
+
+def _mark_item(item: str) -> tuple[str | None, str]:
+    """'FILE' -> (None, FILE); 'SYMBOL=FILE' -> (SYMBOL, FILE)."""
+    symbol, sep, path = item.partition("=")
+    if sep and symbol and not Path(item).is_file():
+        return symbol.strip(), path
+    return None, item
+
+
+def attach_perpetual_data(args, frame):
+    """The frame with the mark price and funding series the options ask for (may be none)."""
+    import pandas as pd
+    from .data import (load_funding_csv, load_funding_rates, load_mark_csv, load_mark_ohlcv,
+                       with_perpetual_data)
+    from .data.intervals import interval_seconds
+
+    mark = funding = None
+    symbol = args.symbol or DEFAULT_SYMBOL
+    marks = getattr(args, "mark_csv", None) or []
+    if marks:
+        mark = load_mark_csv(_mark_item(marks[0])[1])
+    elif getattr(args, "mark", None) == "ccxt":
+        interval = frame.attrs.get("interval") or "1h"
+        end = frame.index[-1] + pd.Timedelta(seconds=interval_seconds(interval) or 3600)
+        mark = load_mark_ohlcv(symbol, interval, frame.index[0], end, exchange=args.exchange)
+    if getattr(args, "funding_csv", None):
+        funding = load_funding_csv(args.funding_csv)
+    elif getattr(args, "funding", None) == "ccxt":
+        day = pd.Timedelta(days=1)
+        funding = load_funding_rates(symbol, frame.index[0] - day, frame.index[-1] + day,
+                                     exchange=args.exchange)
+    if mark is None and funding is None:
+        return frame
+    if mark is not None:
+        covered = mark.index.isin(frame.index).sum()
+        if not covered:
+            raise CliError(f"the mark price ({_source_name(mark)}) has no bar at the data's "
+                           f"times ({frame.index[0]} -> {frame.index[-1]})")
+        if covered < len(frame):
+            print(f"note: the mark price has {covered} of the {len(frame)} bars; the trade price "
+                  "is used on the others")
+    if funding is not None:
+        inside = ((funding.index >= frame.index[0]) & (funding.index <= frame.index[-1])).sum()
+        if not inside:
+            raise CliError(f"the funding rates ({_source_name(funding)}) have no settlement in "
+                           f"the data's range ({frame.index[0]} -> {frame.index[-1]})")
+    return with_perpetual_data(frame, mark=mark, funding=funding)
+
+
+def _source_name(data) -> str:
+    attrs = data.attrs
+    return Path(attrs["path"]).name if attrs.get("path") else str(attrs.get("source"))
+
+
+def perpetual_line(config, frame) -> str:
+    """'perpetual: funding …; liquidation trigger: …' for the settings the run uses."""
+    from .backtest.metrics import perpetual_settings
+    settings = perpetual_settings(config, frame)
+    funding = settings["funding"]
+    funding = funding if funding.startswith("funding") else f"funding {funding}"
+    return f"perpetual: {funding}; liquidation on the {settings['trigger_price']}"
 
 
 def _timestamp(text, option):
@@ -631,6 +747,9 @@ def run_summary(row) -> str:
                                f"calls {fmt(row['margin_calls'], 'count')}"),
         ("trades", f"{fmt(row.get('trades'), 'count')}   orders refused "
                    f"{fmt(row.get('orders_rejected'), 'count')}"),
+        ("funding paid", f"{fmt(row.get('funding_paid'), 'money')} in "
+                         f"{fmt(row.get('funding_payments'), 'count')} payments ("
+                         f"{row.get('funding') or 'funding not modelled'})"),
     ]
     title = f"{row['strategy']} at {fmt(row['leverage'], 'leverage')}"
     return "\n".join([title] + [f"  {label:<26}{text}" for label, text in lines])
@@ -642,7 +761,8 @@ def summary_table(rows) -> str:
     several_modes = len({row.get("margin_mode") for row in rows}) > 1
     mode_header = f"{'mode':>9} " if several_modes else ""
     header = (f"{'leverage':>9} {mode_header}{'final equity':>14} {'return':>10} {'max DD':>9} "
-              f"{'liquidations':>12} {'margin lost':>12} {'deficit':>10}  error")
+              f"{'liquidations':>12} {'margin lost':>12} {'deficit':>10} {'funding paid':>12}  "
+              "error")
     lines = [header, "-" * len(header)]
     for row in rows:
         mode = f"{row.get('margin_mode') or '':>9} " if several_modes else ""
@@ -653,7 +773,8 @@ def summary_table(rows) -> str:
             f"{format_value(row['max_drawdown'], 'percent'):>9} "
             f"{format_value(row['liquidations'], 'count'):>12} "
             f"{format_value(row['margin_lost'], 'money'):>12} "
-            f"{format_value(row['deficit'], 'money'):>10}  {row['error'] or ''}")
+            f"{format_value(row['deficit'], 'money'):>10} "
+            f"{format_value(row.get('funding_paid'), 'money'):>12}  {row['error'] or ''}")
     return "\n".join(lines)
 
 

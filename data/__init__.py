@@ -30,6 +30,7 @@ from .frames import select_range
 from .intervals import interval_to_timeframe
 from .loader import SOURCES, load_funding_rates, load_mark_ohlcv, load_ohlcv
 from .resample import resample_ohlcv
+from .sample import SAMPLE_SYMBOL, load_perpetual_sample
 from .synthetic import synthetic_ohlcv
 
 __all__ = [
@@ -38,5 +39,5 @@ __all__ = [
     "DataGapWarning", "CacheWarning", "FORMATS", "SOURCES", "CACHE_DIR_ENV_VAR",
     "load_funding_csv", "load_mark_csv", "FUNDING_FORMATS", "load_mark_ohlcv",
     "load_funding_rates", "with_perpetual_data", "funding_series_from_attrs",
-    "mark_frame_from_columns", "MARK_COLUMNS",
+    "mark_frame_from_columns", "MARK_COLUMNS", "load_perpetual_sample", "SAMPLE_SYMBOL",
 ]

@@ -27,6 +27,7 @@ are ignored.
 """
 from __future__ import annotations
 
+import gzip
 import re
 from pathlib import Path
 
@@ -86,9 +87,10 @@ def load_csv(path, format: str | None = None, *, symbol: str | None = None,
 def _read_head(path: Path, line_count: int = 3) -> list[str]:
     """First lines of the file (BOM stripped), for format detection."""
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
+        opener = gzip.open if path.suffix == ".gz" else open   # pandas reads .gz by its suffix
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
             return [handle.readline() for _ in range(line_count)]
-    except (OSError, UnicodeDecodeError) as error:
+    except (OSError, EOFError, UnicodeDecodeError) as error:
         raise DataError(f"{path.name}: cannot read as UTF-8 text ({error})") from None
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from .charts import Chart
 from .figures import equity_overlay_chart, outcome_chart, setting_chart
+from .funding import funding_section
 from .format import (COLUMN_GROUPS, LIQUIDATION_COLUMNS, TRADE_COLUMNS, cell, format_value,
                      na_text)
 
@@ -211,6 +212,8 @@ def data_section(report: ReportData) -> Section:
         ("liquidation fee", format_value(fee_rate, "percent") + " of notional"
          if fee_rate is not None else "exchange style (the remaining isolated margin)"),
         ("negative balance", str(identity.get("negative_balance"))),
+        ("funding", str(identity.get("funding") or "funding not modelled")),
+        ("liquidation trigger", str(identity.get("trigger_price") or "trade price")),
     ]
     return Section("data", "Data and settings", [Facts(items)])
 
@@ -290,7 +293,8 @@ SETTING_BLOCK_BUILDERS = [setting_status_blocks, setting_chart_blocks, liquidati
 
 #: the page's sections, in order
 SECTION_BUILDERS = [headline_section, summary_section, refusals_section, margin_modes_section,
-                    data_section, outcome_section, equity_section, setting_sections]
+                    data_section, funding_section, outcome_section, equity_section,
+                    setting_sections]
 
 
 def build_sections(report: ReportData) -> list:

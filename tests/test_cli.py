@@ -113,8 +113,13 @@ def test_no_arguments_runs_the_demo_offline(tmp_path):
     rows = read_rows(out)
     assert [row["leverage"] for row in rows] == [1.0, 2.0, 3.0, 5.0, 10.0, 20.0]
     assert str(out / "report.html") in completed.stdout
-    if rows[0]["synthetic"]:
-        assert "SYNTHETIC DATA" in completed.stdout
+    # the bundled real BTCUSDT perpetual sample, with its funding and mark price
+    assert "funding payments and mark-price liquidation on" in completed.stdout
+    assert rows[0]["symbol"] == "BTCUSDT-PERP" and rows[0]["synthetic"] is False
+    assert rows[0]["bars"] == 2 * 365 * 24 and rows[0]["data_start"].startswith("2021-01-01")
+    assert rows[0]["funding"].startswith("binance_um_BTCUSDT_funding_8h_2021-2022.csv.gz (2190 ")
+    assert rows[0]["trigger_price"].startswith("mark price (binance_um_BTCUSDT_mark_1h")
+    assert all(row["funding_payments"] > 0 for row in rows)
 
 
 @pytest.mark.parametrize("argv, fragments", [

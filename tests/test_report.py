@@ -149,11 +149,11 @@ def test_every_section_in_order(output_folder):
     rows = json.loads((output_folder / "metrics.json").read_text())
     page = parse((output_folder / "report.html").read_text())
     assert [section["id"] for section in page.sections] == [
-        "headline", "summary", "data", "outcome", "equity"] + [
+        "headline", "summary", "data", "funding", "outcome", "equity"] + [
         f"setting-{i}" for i in range(len(rows))]
-    assert [section["h2"] for section in page.sections[:5]] == [
-        "In one minute", "Summary by leverage", "Data and settings", "Leverage vs outcome",
-        "Equity of every leverage"]
+    assert [section["h2"] for section in page.sections[:6]] == [
+        "In one minute", "Summary by leverage", "Data and settings", "Funding by leverage",
+        "Leverage vs outcome", "Equity of every leverage"]
     for number, row in enumerate(rows):
         section = page.by_id(f"setting-{number}")
         assert section["h2"] == f"Leverage {format_value(row['leverage'], 'leverage')}"
@@ -292,7 +292,7 @@ def test_one_setting_run_has_no_sweep_charts_and_one_equity_chart(real_frame, tm
     out = write_folder(tmp_path, real_frame, [BacktestConfig(leverage=3.0)], static=True)
     page = parse((out / "report.html").read_text())
     assert [section["id"] for section in page.sections] == ["headline", "summary", "data",
-                                                            "setting-0"]
+                                                            "funding", "setting-0"]
     assert page.scripts == [] and page.external == []            # --static: no script at all
     (image,) = page.images
     prefix = "data:image/png;base64,"
@@ -394,3 +394,34 @@ def test_folder_without_the_new_files_still_renders(output_folder, tmp_path):
     assert inputs["summary"] is None and inputs["liquidations"] == [] and inputs["trades"] == []
     page = parse(render_report(inputs["rows"], inputs["bundle"], inputs["summary"]))
     assert page.by_id("headline")["paragraphs"][0]["text"]
+
+
+def test_funding_off_says_so_in_the_settings_and_the_funding_section(output_folder):
+    page_text = (output_folder / "report.html").read_text()
+    page = parse(page_text)
+    section = page.by_id("funding")
+    assert any("Funding was not modelled" in p["text"] for p in section["paragraphs"])
+    assert section["charts"] == [] and "funding not modelled" in page_text
+    assert "trade price" in page_text
+
+
+def test_funding_section_shows_cumulative_funding_per_leverage(shared_data, tmp_path):
+    from backtrader_leverage.data import load_funding_csv, load_mark_csv, with_perpetual_data
+    window = slice("2021-03-01", "2021-03-31")
+    trade = load_csv(shared_data / "binance_um_BTCUSDT_1h.csv").loc[window]
+    mark = load_mark_csv(shared_data / "binance_um_BTCUSDT_mark_1h.csv").loc[window]
+    funding = load_funding_csv(shared_data / "binance_um_BTCUSDT_funding_8h.csv")
+    frame = with_perpetual_data(trade, mark=mark, funding=funding)
+    configs = [BacktestConfig(strategy="buy_hold", leverage=leverage) for leverage in (1.0, 3.0)]
+    out = write_folder(tmp_path / "perp", frame, configs)
+    rows = json.loads((out / "metrics.json").read_text())
+    page_text = (out / "report.html").read_text()
+    section = parse(page_text).by_id("funding")
+    assert section["charts"] == ["chart-funding"]
+    # the 3x position is three times the notional: three times the funding (same entry, same rates)
+    assert rows[1]["funding_paid"] == pytest.approx(3 * rows[0]["funding_paid"], rel=0.01)
+    assert rows[0]["funding_payments"] == rows[1]["funding_payments"] > 80
+    assert format_value(rows[1]["funding_paid"], "money") in page_text
+    assert "mark price (binance_um_BTCUSDT_mark_1h.csv)" in page_text
+    _rows, bundle = read_outputs(out)
+    assert bundle["1/funding"][-1] == pytest.approx(rows[1]["funding_paid"], rel=1e-5)
