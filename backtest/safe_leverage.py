@@ -16,9 +16,10 @@ Status of a row
 Safe leverage
 -------------
 The grid's boundary is the first (smallest) liquidated leverage and the largest safe one
-below it. Between the two, :func:`refine` bisects by re-running the backtest until the
-bracket is no wider than ``max(0.05x, 2 % of the leverage)`` (:func:`tolerance`); the
-answer is the last leverage that ran safe, never an interpolation. A bisection point whose
+below it. Between the two, :func:`refine` bisects by re-running the backtest (or, with
+several workers, tries that many evenly spaced leverages per round) until the bracket is
+no wider than ``max(0.05x, 2 % of the leverage)`` (:func:`tolerance`); the answer is the
+last leverage that ran safe, never an interpolation. A bisection point whose
 orders were all refused or that failed counts as not safe (an upper bound).
 
 "Best" leverages are chosen among the rows that are neither failed, rejected nor ruined:
@@ -79,27 +80,38 @@ def grid_boundary(rows: list) -> tuple[dict | None, dict | None]:
     return (safe[-1] if safe else None), first_liquidated
 
 
-def refine(low: float, high: float, run: Callable[[float], dict]) -> tuple[float, float, list]:
-    """Bisect between a safe ``low`` and a liquidated ``high`` leverage.
+def refine(low: float, high: float, run: Callable[[float], dict], *,
+           run_many: Callable[[list], list] | None = None,
+           points_per_round: int = 1) -> tuple[float, float, list]:
+    """Narrow the bracket between a safe ``low`` and a liquidated ``high`` leverage.
 
-    ``run(leverage)`` returns that leverage's metrics row. Returns (largest leverage that
-    ran safe, smallest that did not, the points tried in order).
+    ``run(leverage)`` returns that leverage's metrics row. With ``points_per_round`` k > 1
+    and ``run_many(leverages) -> rows`` (e.g. the sweep's worker pool), each round tries k
+    evenly spaced leverages at once and keeps the sub-bracket between the last safe one and
+    the first that was not, shrinking the bracket k + 1 times per round; k = 1 is plain
+    bisection. Stops once the bracket is within :func:`tolerance` of ``low``. Returns
+    (largest leverage that ran safe, smallest that did not, the points tried in order).
     """
     points = []
+    count = max(1, int(points_per_round)) if run_many is not None else 1
     for _ in range(MAX_BISECTION_STEPS):
         if high - low <= tolerance(low):
             break
-        middle = (low + high) / 2.0
-        row = run(middle)
-        status = row_status(row)
-        points.append({"leverage": middle, "status": status,
-                       "liquidations": row.get("liquidations"),
-                       "first_liquidation_dt": row.get("first_liquidation_dt"),
-                       "error": row.get("error")})
-        if status == SAFE:
-            low = middle
+        tried = [low + (high - low) * step / (count + 1) for step in range(1, count + 1)]
+        rows = run_many(tried) if count > 1 else [run(tried[0])]
+        for leverage, row in zip(tried, rows):
+            points.append({"leverage": leverage, "status": row_status(row),
+                           "liquidations": row.get("liquidations"),
+                           "first_liquidation_dt": row.get("first_liquidation_dt"),
+                           "error": row.get("error")})
+        statuses = [row_status(row) for row in rows]
+        first_unsafe = next((i for i, status in enumerate(statuses) if status != SAFE), None)
+        if first_unsafe is None:
+            low = tried[-1]
         else:
-            high = middle
+            high = tried[first_unsafe]
+            if first_unsafe > 0:
+                low = tried[first_unsafe - 1]
     return low, high, points
 
 
@@ -131,15 +143,23 @@ def exclusions(rows: list) -> list:
     return out
 
 
-def safe_leverage_summary(rows: list, run: Callable[[float], dict] | None = None) -> dict:
-    """The ``summary.json`` dict of a sweep's ``rows`` (module docstring); ``run`` refines."""
+def safe_leverage_summary(rows: list, run: Callable[[float], dict] | None = None, *,
+                          run_many: Callable[[list], list] | None = None,
+                          points_per_round: int = 1) -> dict:
+    """The ``summary.json`` dict of a sweep's ``rows`` (module docstring).
+
+    ``run`` (leverage -> row) refines the safe leverage; ``run_many`` and
+    ``points_per_round`` try several leverages per round (see :func:`refine`).
+    """
     safe_row, liquidated_row = grid_boundary(rows)
     grid_safe = safe_row["leverage"] if safe_row else None
     grid_liquidated = liquidated_row["leverage"] if liquidated_row else None
     max_safe, first_liquidated, points = grid_safe, grid_liquidated, []
     refined = run is not None and grid_safe is not None and grid_liquidated is not None
     if refined:
-        max_safe, first_liquidated, points = refine(grid_safe, grid_liquidated, run)
+        max_safe, first_liquidated, points = refine(grid_safe, grid_liquidated, run,
+                                                    run_many=run_many,
+                                                    points_per_round=points_per_round)
     above = [row for row in rows if grid_liquidated is not None
              and row_status(row) in (SAFE, LIQUIDATED) and row["leverage"] >= grid_liquidated]
     summary = {

@@ -29,6 +29,7 @@ EXIT_OK, EXIT_SETTING_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_SYMBOL = "BTC-USD"
 DEFAULT_INTERVAL = "1d"
 DEFAULT_SWEEP_LEVERAGES = "1,2,3,5,10,20"
+MAX_REFINE_POINTS = 3          # leverages tried at once per refining round
 DEFAULT_OUT = Path("out")
 SOURCES = ("auto", "yfinance", "cache", "synthetic", "ccxt")
 DEFAULT_EXCHANGE = "binanceusdm"
@@ -460,7 +461,8 @@ def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
     results = sweep(frame, configs, workers=workers, scheduler=scheduler)
     rows = [result.row for result in results]
     bundle = series_bundle(frame, results)
-    summary = _safe_leverage(frame, configs, rows, refine=getattr(args, "refine", True))
+    summary = _safe_leverage(frame, configs, rows, refine=getattr(args, "refine", True),
+                             workers=workers, scheduler=scheduler)
     liquidations, trades = event_records(rows, results)
     html = render_report(rows, bundle, summary, liquidations, trades,
                          static=getattr(args, "static", False))
@@ -498,25 +500,38 @@ def parse_margin_modes(text: str, *, several: bool) -> list[str]:
     return modes
 
 
-def _safe_leverage(frame, configs, rows, *, refine: bool) -> dict:
-    """summary.json: the safe leverage, refined by re-running the backtest unless told not to."""
+def _safe_leverage(frame, configs, rows, *, refine: bool, workers=None, scheduler=None) -> dict:
+    """summary.json: the safe leverage, refined by re-running the backtest unless told not to.
+
+    With several workers (or a dask scheduler) each refining round runs that many
+    leverages at once (at most :data:`MAX_REFINE_POINTS`), on the sweep's own backends.
+    """
     import dataclasses
 
-    from .backtest import run_task, safe_leverage_summary
+    from .backtest import default_workers, run_task, safe_leverage_summary, sweep
     from .backtest.safe_leverage import grid_boundary
 
     mode = configs[0].margin_mode             # several modes: the first one's leverages
     rows = [row for row in rows if row.get("margin_mode", mode) == mode]
-    run = None
+    run = run_many = None
+    points = 1
     if refine and len(rows) > 1:
         low, high = grid_boundary(rows)
         if low is not None and high is not None:
-            print(f"refine: bisecting between {low['leverage']:g}x (no liquidation) and "
-                  f"{high['leverage']:g}x (liquidated); --no-refine skips it")
+            points = MAX_REFINE_POINTS if scheduler else \
+                max(1, min(MAX_REFINE_POINTS, workers or default_workers()))
+            print(f"refine: between {low['leverage']:g}x (no liquidation) and "
+                  f"{high['leverage']:g}x (liquidated), {points} leverage(s) per round; "
+                  "--no-refine skips it")
 
             def run(leverage):
                 return run_task(frame, dataclasses.replace(configs[0], leverage=leverage)).row
-    summary = safe_leverage_summary(rows, run)
+
+            def run_many(leverages):
+                tried = [dataclasses.replace(configs[0], leverage=value) for value in leverages]
+                return [result.row for result in sweep(frame, tried, workers=len(tried),
+                                                       scheduler=scheduler, progress=False)]
+    summary = safe_leverage_summary(rows, run, run_many=run_many, points_per_round=points)
     if len({config.margin_mode for config in configs}) > 1:
         summary["margin_mode"] = mode
         summary["notes"].insert(0, f"The safe leverage is that of margin mode {mode} (the "

@@ -18,7 +18,9 @@ class Column:
     """A table column: record key, header and display format.
 
     ``kind``: percent | ratio | money | price | size | count | duration | leverage | bool |
-    time | text. ``optional`` columns are shown only when some row has a value.
+    time | text. ``optional`` columns are shown only when some row has a value other than
+    None or 0 (funding columns appear once funding is modelled, the error column once a
+    setting failed).
     """
 
     key: str

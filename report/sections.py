@@ -137,7 +137,7 @@ def summary_section(report: ReportData) -> Section:
     blocks = []
     for group_id, caption, columns in COLUMN_GROUPS:
         present = [column for column in columns
-                   if not column.optional or any(row.get(column.key) is not None
+                   if not column.optional or any(row.get(column.key) not in (None, 0, 0.0)
                                                  for row in report.rows)]
         rows = []
         for number, row in enumerate(report.rows):

@@ -198,7 +198,7 @@ def test_summary_tables_match_metrics_json(output_folder):
     assert [table["caption"] for table in tables] == [caption for _, caption, _ in COLUMN_GROUPS]
     for table, (_, _, columns) in zip(tables, COLUMN_GROUPS):
         shown = [column for column in columns if not column.optional or
-                 any(row.get(column.key) is not None for row in rows)]
+                 any(row.get(column.key) not in (None, 0, 0.0) for row in rows)]
         assert table["headers"] == [column.key for column in shown]
         assert len(table["rows"]) == len(rows)
         for line, row in zip(table["rows"], rows):

@@ -6,8 +6,8 @@ import pytest
 
 from backtrader_leverage.backtest import BacktestConfig, run_task, sweep
 from backtrader_leverage.backtest.safe_leverage import (duration_words, grid_boundary, headline,
-                                                        row_status, safe_leverage_summary,
-                                                        tolerance)
+                                                        refine, row_status,
+                                                        safe_leverage_summary, tolerance)
 from tests._bars import bars_frame, flat
 
 ENTRY = 100.0
@@ -144,7 +144,8 @@ def test_cli_sweep_writes_summary_json_and_refines(path_csv, tmp_path, capsys):
     # the path ends where it started: every safe leverage returns 0 %, a tie goes to the lowest
     assert summary["best_return_leverage"] == 1.0
     printed = capsys.readouterr().out
-    assert "refine: bisecting between 3x (no liquidation) and 4x (liquidated)" in printed
+    assert ("refine: between 3x (no liquidation) and 4x (liquidated), 1 leverage(s) per round"
+            in printed)
     assert summary["headline"] in printed
 
 
@@ -159,3 +160,38 @@ def test_cli_no_refine_and_carry_note(path_csv, tmp_path, capsys):
     assert note.startswith("Negative balance 'carry': no deficit occurred")
     printed = capsys.readouterr().out
     assert "refine:" not in printed and note in printed
+
+
+def test_several_leverages_per_round_shrink_the_bracket_faster():
+    # the same path without backtests: liquidated once entry * (1 - 1/L) / (1 - mmr) >= 72
+    boundary = 1 / (1 - (1 - FALL) * (1 - MMR))           # 3.526x
+    asked = []
+
+    def fake(leverage):
+        return {"leverage": leverage, "liquidations": int(leverage > boundary), "error": None}
+
+    def fake_many(leverages):
+        asked.append(list(leverages))
+        return [fake(leverage) for leverage in leverages]
+
+    low, high, points = refine(3.0, 4.0, fake, run_many=fake_many, points_per_round=3)
+    # round 1: 3.25, 3.5 safe, 3.75 liquidated -> [3.5, 3.75]; round 2: 3.5625, 3.625,
+    # 3.6875 all liquidated -> [3.5, 3.5625], 0.0625 <= max(0.05, 0.02 x 3.5 = 0.07): done
+    assert asked == [[3.25, 3.5, 3.75], [3.5625, 3.625, 3.6875]]
+    assert (low, high) == (3.5, 3.5625) and len(points) == 6
+    assert low <= boundary < high
+
+
+def test_cli_refines_on_two_workers_to_the_same_answer(path_csv, tmp_path, capsys):
+    from backtrader_leverage import cli as run_backtest
+    out = tmp_path / "two"
+    argv = sweep_argv(path_csv, out)
+    argv[argv.index("--workers") + 1] = "2"
+    assert run_backtest.main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    # 2 per round: 3.333, 3.667 -> [3.333, 3.667]; 3.444, 3.556 -> [3.444, 3.556] (0.111 >
+    # 0.069); 3.481, 3.519 safe -> [3.519, 3.556], 0.037 <= 0.07
+    assert summary["max_safe_leverage"] == pytest.approx(3.5185, abs=1e-3)
+    assert summary["max_safe_leverage"] <= 1 / (1 - (1 - FALL) * (1 - MMR)) < \
+        summary["first_liquidated_leverage"]
+    assert "2 leverage(s) per round" in capsys.readouterr().out
