@@ -1,4 +1,9 @@
-"""One backtest setting: everything that varies between the rows of a sweep."""
+"""One backtest setting: everything that varies between the rows of a sweep.
+
+:class:`BacktestConfig` is also the one home of the defaults: the command line
+(:mod:`backtrader_leverage.cli`) and the Python API (:func:`backtrader_leverage.sweep`) both
+read their defaults from it, so the same inputs give the same numbers.
+"""
 from __future__ import annotations
 
 import math
@@ -6,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 NEGATIVE_BALANCE_POLICIES = ("absorb", "carry")
 MARGIN_MODES = ("isolated", "cross")
+EXPOSURE_MODES = ("scaled", "as_is")
 
 
 @dataclass(frozen=True)
@@ -15,9 +21,14 @@ class BacktestConfig:
     Attributes
     ----------
     strategy : str
-        Registry name (``sma_cross``, ``rsi_reversion``, ``donchian_breakout``, ``buy_hold``).
+        Strategy spec: a registry name (``sma_cross``, ``rsi_reversion``,
+        ``donchian_breakout``, ``buy_hold``), ``path/to/file.py:ClassName`` or
+        ``package.module:ClassName`` (see :mod:`strategies.spec`). A text, not a class, so
+        worker processes and dask workers re-import the class themselves.
     leverage : float
-        Leverage of the feed (notional / initial margin), > 0. 5.0 means 5x.
+        Leverage of every feed (notional / initial margin), > 0. 5.0 means 5x.
+    feed_leverage : tuple of (feed name, leverage)
+        Per-feed overrides of ``leverage`` (the broker's ``set_leverage``).
     cash : float
         Starting wallet [quote currency], > 0.
     commission : float
@@ -49,6 +60,16 @@ class BacktestConfig:
         one, else funding is not modelled.
     funding_interval_hours : float
         Hours between funding times (00:00, 08:00, 16:00 UTC for 8) for ``funding_rate``.
+    exposure : str
+        ``'scaled'``: orders placed without a size are sized by
+        :class:`sizers.LeverageSizer`, notional = ``percents`` % x equity x leverage, so
+        leverage scales the exposure; the example strategies size themselves the same way
+        (fraction x equity x leverage). ``'as_is'``: the strategy's own sizes
+        (backtrader's default sizer, 1 unit, for orders without a size; the example
+        strategies take notional = fraction x equity), so leverage changes only the margin
+        and the liquidation distance.
+    percents : float
+        ``LeverageSizer`` share of equity committed as margin per order [percent, 0-100].
     """
 
     strategy: str = "sma_cross"
@@ -65,6 +86,9 @@ class BacktestConfig:
     feed_tiers: tuple = field(default_factory=tuple)
     funding_rate: float | None = None
     funding_interval_hours: float = 8.0
+    feed_leverage: tuple = field(default_factory=tuple)
+    exposure: str = "scaled"
+    percents: float = 90.0
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field."""
@@ -90,10 +114,66 @@ class BacktestConfig:
         if not (math.isfinite(self.funding_interval_hours) and self.funding_interval_hours > 0):
             raise ValueError(f"funding_interval_hours must be > 0, got "
                              f"{self.funding_interval_hours}")
+        for name, leverage in self.feed_leverage:
+            if not (isinstance(leverage, (int, float)) and math.isfinite(leverage)
+                    and leverage > 0):
+                raise ValueError(f"leverage of feed {name} must be a finite number > 0, "
+                                 f"got {leverage}")
+        if self.exposure not in EXPOSURE_MODES:
+            raise ValueError(f"exposure must be one of {', '.join(EXPOSURE_MODES)}, "
+                             f"got {self.exposure!r}")
+        if not (isinstance(self.percents, (int, float)) and math.isfinite(self.percents)
+                and 0 < self.percents <= 100):
+            raise ValueError(f"percents must be a number in (0, 100], got {self.percents}")
+
+    def leverage_of(self, feed: str) -> float:
+        """Leverage of feed ``feed``: its ``feed_leverage`` override, else ``leverage``."""
+        return float(dict(self.feed_leverage).get(feed, self.leverage))
 
     def to_dict(self) -> dict:
         """JSON-ready dict; strategy params become a plain dict."""
         out = asdict(self)
         out["strategy_params"] = dict(self.strategy_params)
         out["feed_tiers"] = dict(self.feed_tiers)
+        out["feed_leverage"] = dict(self.feed_leverage)
         return out
+
+
+#: the defaults of every option, for the command line and the Python API
+DEFAULTS = BacktestConfig()
+#: the options besides strategy, leverage, strategy_params and feed_leverage
+OPTION_NAMES = tuple(name for name in BacktestConfig.__dataclass_fields__
+                     if name not in ("strategy", "leverage", "strategy_params", "feed_leverage"))
+
+
+def build_configs(strategy, leverages, *, strategy_params=None, feed_leverage=None,
+                  **options) -> list[BacktestConfig]:
+    """One :class:`BacktestConfig` per leverage, the rest from ``options`` over :data:`DEFAULTS`.
+
+    The command line and :func:`backtrader_leverage.sweep` both build their settings here.
+    ``strategy`` is a spec or a class (made a spec, see :func:`strategies.spec.normalize_spec`);
+    ``strategy_params`` and ``feed_leverage`` are dicts (or pairs); ``options`` are the
+    other fields of :class:`BacktestConfig`. The strategy is loaded and its params checked,
+    so a bad spec or param raises here (:class:`ValueError`), before any work.
+    """
+    from ..strategies.spec import check_params, load_strategy, normalize_spec
+
+    unknown = sorted(set(options) - set(OPTION_NAMES))
+    if unknown:
+        raise TypeError(f"unknown option {unknown[0]!r}; the options are "
+                        f"{', '.join(OPTION_NAMES + ('strategy_params', 'feed_leverage'))}")
+    if isinstance(options.get("feed_tiers"), dict):
+        options["feed_tiers"] = tuple(sorted(options["feed_tiers"].items()))
+    spec = normalize_spec(strategy)
+    params = dict(strategy_params or {})
+    check_params(load_strategy(spec), params)
+    feeds = tuple(dict(feed_leverage or {}).items())
+    configs = [BacktestConfig(strategy=spec, leverage=float(leverage),
+                              strategy_params=tuple(sorted(params.items())),
+                              feed_leverage=tuple((str(name), float(value))
+                                                  for name, value in feeds),
+                              **options)
+               for leverage in leverages]
+    for config in configs:
+        config.validate()
+    return configs

@@ -7,8 +7,10 @@
 =========================  ============================================================
 key                        meaning [unit]
 =========================  ============================================================
-strategy                   registry name of the strategy
-leverage                   leverage of the setting [x]
+strategy                   strategy spec: registry name, /abs/path/file.py:Class or module:Class
+strategy_class             name of the strategy class
+strategy_file              source file of the strategy class (absolute path), None if unknown
+leverage                   leverage of every feed without a feed_leverage override [x]
 cash                       starting wallet [quote currency]
 final_value                broker value after the last bar [quote currency]
 total_return               final_value / cash - 1 [fraction; below -1 = ended in debt]
@@ -41,6 +43,9 @@ rejections                 those refusals by reason, as JSON text ('{"tier": 3}'
 trades                     positions opened, flat to flat, incl. one still open [count]
 all_orders_rejected        orders were placed and every one was refused [bool]: the setting
                            never traded, so it is left out of the "best" choices
+liquidations_by_feed       liquidations per feed, JSON text {"feed name": count} (every feed)
+sized_orders               opening orders sized by LeverageSizer (no size given) [count]
+explicit_orders            opening orders with the strategy's own size [count]
 commission                 taker fee [fraction of notional]
 maintenance_margin_rate    [fraction of notional] (flat rate; unused with ``tiers``)
 tiers                      tier table name or path, None = flat maintenance margin rate
@@ -52,10 +57,16 @@ funding                    which funding was charged: 'funding not modelled', a 
                            rate ('0.0001 per 8 h') or the funding series' source
 trigger_price              what liquidation triggers on: 'trade price' or 'mark price (<source>)'
 strategy_params            strategy params overriding the defaults, as JSON text
-symbol, source, synthetic  data identity (source: csv, yfinance, cache or synthetic)
-interval                   bar length label ('1h', '1d')
-data_start, data_end       first and last bar [ISO-8601 UTC]
-bars                       number of bars [count]
+feed_leverage              per-feed leverage overrides, JSON text {"feed name": leverage}
+exposure                   'scaled' or 'as_is' (see backtest.exposure)
+percents                   LeverageSizer margin per order [percent of equity]
+strategy_scales_sizes      the strategy sizes by fraction x equity x leverage itself [bool]
+symbol, source, synthetic  data identity (source: csv, yfinance, cache or synthetic); with
+                           several feeds: the feed names joined by ',' (in order), the
+                           distinct sources joined by ',', synthetic if any feed is
+interval                   bar length label ('1h', '1d'); distinct labels joined by ','
+data_start, data_end       first and last bar of any feed [ISO-8601 UTC]
+bars                       steps of the clock: bars, or the union of the feeds' bar times
 seconds                    wall time of the backtest [s]
 error                      None, or the one-line reason the setting failed
 =========================  ============================================================
@@ -68,6 +79,7 @@ import math
 import pandas as pd
 
 from .config import BacktestConfig
+from .feeds import as_frames, clock, feed_names
 
 RESULT_KEYS = (
     "final_value", "total_return", "cagr", "cagr_reason", "max_drawdown", "volatility",
@@ -77,6 +89,7 @@ RESULT_KEYS = (
     "time_to_first_liquidation", "first_liquidation_dt", "worst_margin_ratio",
     "closest_distance", "margin_calls", "orders_rejected", "rejections", "trades",
     "all_orders_rejected", "entries_refused", "funding_paid", "funding_payments",
+    "liquidations_by_feed", "sized_orders", "explicit_orders",
 )
 #: ratios that can be undefined, each with a ``<key>_reason`` beside it in the row
 REASONED_KEYS = ("cagr", "sharpe", "sortino", "calmar", "var_95", "cvar_95")
@@ -89,10 +102,11 @@ REASON_SHORT_WINDOW = f"window shorter than {MIN_ANNUALISED_DAYS} days"
 REASON_FEW_RETURNS = f"fewer than {MIN_DAILY_RETURNS} daily returns"
 SETTING_KEYS = ("commission", "maintenance_margin_rate", "tiers", "liquidation_fee_rate",
                 "negative_balance", "strategy_params", "margin_mode", "feed_tiers",
-                "funding", "trigger_price")
+                "funding", "trigger_price", "feed_leverage", "exposure", "percents",
+                "strategy_scales_sizes")
 IDENTITY_KEYS = ("symbol", "source", "synthetic", "interval", "data_start", "data_end", "bars")
-ROW_KEYS = ("strategy", "leverage", "cash") + RESULT_KEYS + SETTING_KEYS + IDENTITY_KEYS + (
-    "seconds", "error")
+ROW_KEYS = ("strategy", "strategy_class", "strategy_file", "leverage", "cash") + RESULT_KEYS + \
+    SETTING_KEYS + IDENTITY_KEYS + ("seconds", "error")
 
 
 def undefined_reasons(risk: dict) -> dict:
@@ -134,14 +148,16 @@ _UNDEFINED = {"sharpe": "flat returns", "sortino": "no losses", "calmar": "no dr
               "cagr": "undefined"}
 
 
-def metrics_row(config: BacktestConfig, frame: pd.DataFrame, final_value: float,
-                analyses: dict, seconds: float) -> dict:
+def metrics_row(config: BacktestConfig, frame, final_value: float,
+                analyses: dict, seconds: float, orders: dict | None = None) -> dict:
     """Row of a finished run from the analyzers' ``get_analysis()`` dicts.
 
-    ``analyses`` maps ``liquidation``, ``margin``, ``negative_balance``, ``risk`` and
-    ``trades`` to the analyses of ``LiquidationAnalyzer``, ``MarginAnalyzer``,
-    ``NegativeBalanceAnalyzer``, ``RiskAnalyzer`` and ``TradeListAnalyzer``, and optionally
-    ``refusal`` to that of ``RefusalAnalyzer`` (no refusals when absent).
+    ``frame`` is the frame or the list of frames of the run. ``analyses`` maps
+    ``liquidation``, ``margin``, ``negative_balance``, ``risk`` and ``trades`` to the
+    analyses of ``LiquidationAnalyzer``, ``MarginAnalyzer``, ``NegativeBalanceAnalyzer``,
+    ``RiskAnalyzer`` and ``TradeListAnalyzer``, and optionally ``refusal`` to that of
+    ``RefusalAnalyzer`` (no refusals when absent); ``orders`` holds ``sized_orders`` and
+    ``explicit_orders``.
     """
     liquidation = analyses["liquidation"]
     margin = analyses["margin"]
@@ -183,8 +199,10 @@ def metrics_row(config: BacktestConfig, frame: pd.DataFrame, final_value: float,
         "rejections": json.dumps(trades.get("rejections") or {}, sort_keys=True),
         "trades": int(trades.get("count") or 0),
         "all_orders_rejected": bool(trades.get("orders_rejected")) and not trades.get("fills"),
+        "liquidations_by_feed": _by_feed_text(frame, liquidation.get("by_data") or {}),
         "seconds": round(float(seconds), 3),
     })
+    row.update(orders or {})
     for key, reason in reasons.items():
         row[f"{key}_reason"] = reason
         if reason is not None:
@@ -192,15 +210,16 @@ def metrics_row(config: BacktestConfig, frame: pd.DataFrame, final_value: float,
     return _json_ready(row)
 
 
-def error_row(config: BacktestConfig, frame: pd.DataFrame | None, message: str) -> dict:
+def error_row(config: BacktestConfig, frame, message: str) -> dict:
     """Row of a failed setting: every result None, ``error`` = ``message`` (one line)."""
     row = _base_row(config, frame)
     row["error"] = " ".join(str(message).split())
     return _json_ready(row)
 
 
-def _base_row(config: BacktestConfig, frame: pd.DataFrame | None) -> dict:
+def _base_row(config: BacktestConfig, frame) -> dict:
     row = dict.fromkeys(ROW_KEYS)
+    row.update(_strategy_identity(config.strategy))
     row.update({
         "strategy": config.strategy,
         "leverage": float(config.leverage),
@@ -210,7 +229,11 @@ def _base_row(config: BacktestConfig, frame: pd.DataFrame | None) -> dict:
         "tiers": config.tiers,
         "liquidation_fee_rate": config.liquidation_fee_rate,
         "negative_balance": config.negative_balance,
-        "strategy_params": json.dumps(dict(config.strategy_params), sort_keys=True),
+        "strategy_params": json.dumps(dict(config.strategy_params), sort_keys=True,
+                                      default=repr),
+        "feed_leverage": json.dumps(dict(config.feed_leverage)),
+        "exposure": config.exposure,
+        "percents": float(config.percents),
         "margin_mode": config.margin_mode,
         "feed_tiers": json.dumps(dict(config.feed_tiers), sort_keys=True),
     })
@@ -222,8 +245,13 @@ def _base_row(config: BacktestConfig, frame: pd.DataFrame | None) -> dict:
 FUNDING_OFF = "funding not modelled"
 
 
-def perpetual_settings(config: BacktestConfig, frame: pd.DataFrame | None) -> dict:
-    """``funding`` and ``trigger_price`` of a setting, as the report's settings block says them."""
+def perpetual_settings(config: BacktestConfig, frame) -> dict:
+    """``funding`` and ``trigger_price`` of a setting, as the report's settings block says them.
+
+    With several feeds: those of the first feed.
+    """
+    if frame is not None and not isinstance(frame, pd.DataFrame):
+        frame = as_frames(frame)[0]
     attrs = frame.attrs if frame is not None else {}
     if config.funding_rate is not None:
         funding = f"{config.funding_rate:g} per {config.funding_interval_hours:g} h (constant)"
@@ -239,19 +267,63 @@ def perpetual_settings(config: BacktestConfig, frame: pd.DataFrame | None) -> di
     return {"funding": funding, "trigger_price": trigger}
 
 
-def data_identity(frame: pd.DataFrame | None) -> dict:
-    """symbol, source, synthetic, interval, data_start, data_end, bars of a loaded frame."""
-    if frame is None or len(frame) == 0:
+def _strategy_identity(spec) -> dict:
+    """strategy_class, strategy_file and strategy_scales_sizes of a spec (None if unloadable)."""
+    from ..strategies.spec import StrategySpecError, describe, load_strategy
+    from .exposure import strategy_scales_itself
+    try:
+        class_name, source = describe(spec)
+        scales = strategy_scales_itself(load_strategy(spec))
+    except StrategySpecError:
+        return {}
+    return {"strategy_class": class_name, "strategy_file": source,
+            "strategy_scales_sizes": scales}
+
+
+def _by_feed_text(frame, counts: dict) -> str:
+    """JSON text {feed: liquidations} with every feed of the run, in feed order."""
+    names = feed_names(frame) if frame is not None else sorted(counts)
+    return json.dumps({name: int(counts.get(name, 0)) for name in names})
+
+
+def _distinct(values) -> str | None:
+    seen = [str(value) for value in dict.fromkeys(values) if value is not None]
+    return ",".join(seen) if seen else None
+
+
+def data_identity(frame) -> dict:
+    """symbol, source, synthetic, interval, data_start, data_end, bars of the loaded frame(s).
+
+    Several frames: the feed names joined by ',', the distinct sources and intervals
+    joined by ',', synthetic if any is, the earliest start, the latest end and the number
+    of clock steps (the union of their bar times).
+    """
+    if frame is None:
         return dict.fromkeys(IDENTITY_KEYS)
-    attrs = frame.attrs
+    frames = [one for one in as_frames(frame)]
+    if all(len(one) == 0 for one in frames):
+        return dict.fromkeys(IDENTITY_KEYS)
+    if len(frames) == 1:
+        only = frames[0]
+        attrs = only.attrs
+        return {
+            "symbol": attrs.get("symbol"),
+            "source": attrs.get("source"),
+            "synthetic": bool(attrs.get("synthetic", False)),
+            "interval": attrs.get("interval"),
+            "data_start": _iso(only.index[0]),
+            "data_end": _iso(only.index[-1]),
+            "bars": int(len(only)),
+        }
+    filled = [one for one in frames if len(one)]
     return {
-        "symbol": attrs.get("symbol"),
-        "source": attrs.get("source"),
-        "synthetic": bool(attrs.get("synthetic", False)),
-        "interval": attrs.get("interval"),
-        "data_start": _iso(frame.index[0]),
-        "data_end": _iso(frame.index[-1]),
-        "bars": int(len(frame)),
+        "symbol": ",".join(feed_names(frames)),
+        "source": _distinct(one.attrs.get("source") for one in frames),
+        "synthetic": any(bool(one.attrs.get("synthetic", False)) for one in frames),
+        "interval": _distinct(one.attrs.get("interval") for one in frames),
+        "data_start": _iso(min(one.index[0] for one in filled)),
+        "data_end": _iso(max(one.index[-1] for one in filled)),
+        "bars": int(len(clock(frames))),
     }
 
 

@@ -22,11 +22,16 @@ held) [base], ``entry_time``, ``entry_price``, ``exit_time``, ``exit_price`` (em
 open), ``exit_reason`` (signal, stop, limit, liquidation, open), ``pnl`` (price pnl),
 ``fees``, ``net_pnl`` = pnl - fees [quote].
 
-``series.npz`` layout: ``time`` (bar open times, int64 ns since epoch, UTC) and ``close``
-(float64, quote currency) once; then for each row ``i`` that did not fail
-``{i}/equity``, ``{i}/drawdown``, ``{i}/margin_ratio`` (float32, per bar) and
-``{i}/liquidation_time`` (int64 ns), ``{i}/liquidation_price`` (float64),
-``{i}/liquidation_side`` (int8, +1 long / -1 short), one entry per liquidation.
+``series.npz`` layout: ``time`` (bar open times of the clock, int64 ns since epoch, UTC:
+the frame's bars, or the union of the feeds' bar times), ``close`` (float64, quote
+currency, the first feed's), ``feed_names`` (unicode, the feeds in order) and
+``close_by_feed`` (float64, feeds x clock steps, NaN where a feed has no bar) once; then
+for each row ``i`` that did not fail ``{i}/equity``, ``{i}/drawdown``,
+``{i}/margin_ratio`` (float32, per bar, first feed), ``{i}/margin_ratio_by_feed``
+(float32, feeds x clock steps) and ``{i}/liquidation_time`` (int64 ns),
+``{i}/liquidation_price`` (float64), ``{i}/liquidation_side`` (int8, +1 long / -1 short),
+``{i}/liquidation_feed`` (int16, index into ``feed_names``), one entry per liquidation.
+A folder written before the multi-feed layout (no ``feed_names``) reads as one feed.
 
 ``manifest.json``  written last: ``{"format": 1, "files": {name: {"bytes", "sha256"}}}`` of
                    every other file of the set; a folder whose files do not match it is
@@ -60,6 +65,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .feeds import as_frames, clock, close_on_clock, feed_names, utc_nanoseconds
 from .metrics import ROW_KEYS
 
 METRICS_JSON = "metrics.json"
@@ -83,8 +89,10 @@ TRADE_CSV_COLUMNS = ("leverage", "setting", "feed", "side", "size", "entry_time"
                      "exit_time", "exit_price", "exit_reason", "pnl", "fees", "net_pnl")
 _TEXT_CSV_COLUMNS = {"time", "opened", "feed", "side", "entry_time", "exit_time", "exit_reason"}
 
-PER_BAR_KEYS = ("equity", "drawdown", "margin_ratio")
-EVENT_KEYS = ("liquidation_time", "liquidation_price", "liquidation_side")
+PER_BAR_KEYS = ("equity", "drawdown", "margin_ratio", "margin_ratio_by_feed")
+EVENT_KEYS = ("liquidation_time", "liquidation_price", "liquidation_side", "liquidation_feed")
+#: keys a folder written before several feeds lacks (split_bundle fills them in)
+FEED_KEYS = ("margin_ratio_by_feed", "liquidation_feed")
 
 
 class OutputError(OSError):
@@ -124,12 +132,14 @@ def prepare_output_dir(out_dir) -> Path:
     return path
 
 
-def series_bundle(frame: pd.DataFrame, results) -> dict:
-    """Arrays for ``series.npz`` from the frame and the results (rows in order)."""
-    index = frame.index
-    stamps = index.tz_convert("UTC") if index.tz is not None else index
-    bundle = {"time": stamps.as_unit("ns").asi8.astype(np.int64),
-              "close": frame["close"].to_numpy(dtype=np.float64)}
+def series_bundle(frame, results) -> dict:
+    """Arrays for ``series.npz`` from the frame(s) and the results (rows in order)."""
+    frames = as_frames(frame)
+    closes = close_on_clock(frames)
+    bundle = {"time": utc_nanoseconds(clock(frames)),
+              "close": closes[0],
+              "feed_names": np.array(feed_names(frames), dtype=str),
+              "close_by_feed": closes}
     for number, result in enumerate(results):
         if not result.series:
             continue
@@ -143,14 +153,23 @@ def series_bundle(frame: pd.DataFrame, results) -> dict:
 
 
 def split_bundle(bundle: dict, rows: list) -> tuple[dict, list]:
-    """(``{"time", "close"}``, per-row dicts of arrays or None for failed rows)."""
-    price = {"time": bundle["time"], "close": bundle["close"]}
+    """(``{"time", "close", "feed_names", "close_by_feed"}``, per-row dicts of arrays or
+    None for failed rows); a one-feed folder of the older layout gets the feed keys filled."""
+    close = bundle["close"]
+    names = [str(name) for name in bundle.get("feed_names", np.array([""]))]
+    price = {"time": bundle["time"], "close": close, "feed_names": names,
+             "close_by_feed": bundle.get("close_by_feed", np.asarray(close)[np.newaxis, :])}
     per_row = []
     for number in range(len(rows)):
         if f"{number}/equity" not in bundle:
             per_row.append(None)
             continue
-        per_row.append({key: bundle[f"{number}/{key}"] for key in PER_BAR_KEYS + EVENT_KEYS})
+        series = {key: bundle[f"{number}/{key}"] for key in PER_BAR_KEYS + EVENT_KEYS
+                  if f"{number}/{key}" in bundle}
+        series.setdefault("margin_ratio_by_feed", np.asarray(series["margin_ratio"])[np.newaxis])
+        series.setdefault("liquidation_feed",
+                          np.zeros(len(series["liquidation_time"]), dtype=np.int16))
+        per_row.append(series)
     return price, per_row
 
 
@@ -431,13 +450,20 @@ def _check_row_series(number, row, bundle, bars, where, series_path) -> None:
     arrays = {}
     for key in PER_BAR_KEYS + EVENT_KEYS:
         array = bundle.get(f"{number}/{key}")
+        if array is None and key in FEED_KEYS:        # a folder from before several feeds
+            continue
+        if key == "margin_ratio_by_feed":             # feeds x bars
+            if array.ndim != 2 or array.shape[1] != bars:
+                raise OutputError(f"{series_path} is damaged: {number}/{key} is not "
+                                  f"(feeds x {bars} bars)")
+            continue
         if array is None or array.ndim != 1:
             raise OutputError(f"{series_path} is damaged: no 1-D array {number}/{key}")
         arrays[key] = array
-    if any(len(arrays[key]) != bars for key in PER_BAR_KEYS):
+    if any(len(arrays[key]) != bars for key in PER_BAR_KEYS if key in arrays):
         raise OutputError(f"{series_path} is damaged: the series of row {number} do not have "
                           f"{bars} bars")
-    if len({len(arrays[key]) for key in EVENT_KEYS}) != 1:
+    if len({len(arrays[key]) for key in EVENT_KEYS if key in arrays}) != 1:
         raise OutputError(f"{series_path} is damaged: the liquidation arrays of row {number} "
                           "differ in length")
     final_value, last_equity = row["final_value"], float(arrays["equity"][-1])

@@ -53,9 +53,10 @@ import pandas as pd
 
 from ..data import ArrayFeed
 from ..data.intervals import infer_interval_seconds, interval_seconds
-from ..strategies import get_strategy
+from ..strategies.spec import check_params, load_strategy, min_bars
 from .bootstrap import BarBootstrap, mean_block_bars, path_generator
 from .config import BacktestConfig
+from .exposure import add_exposure
 from .metrics import data_identity
 from .results import OutputError
 from .single import make_broker
@@ -175,7 +176,7 @@ def path_frame(frame: pd.DataFrame, path: dict) -> pd.DataFrame:
 def run_ruin_task(frame: pd.DataFrame, task: RuinTask) -> PathBlock:
     """Run ``task.config`` on each of the task's paths; raise on the first failure."""
     config = task.config
-    strategy_class = get_strategy(config.strategy)
+    strategy_class = load_strategy(config.strategy)
     params = dict(config.strategy_params)
     bootstrap = BarBootstrap.from_arrays(frame["open"], frame["high"], frame["low"],
                                          frame["close"], frame["volume"],
@@ -193,7 +194,8 @@ def run_ruin_task(frame: pd.DataFrame, task: RuinTask) -> PathBlock:
         cerebro.adddata(ArrayFeed(dataname=path_frame(frame, path)))
         broker = make_broker(config)
         cerebro.broker = broker
-        cerebro.addstrategy(strategy_class, **params)
+        cerebro.addstrategy(add_exposure(cerebro, strategy_class, config.exposure,
+                                         config.percents), **params)
         cerebro.addanalyzer(_EquityRecorder, _name="equity", bars=bars)
         recorder = cerebro.run()[0].analyzers.getbyname("equity")
         equity = recorder.values
@@ -307,9 +309,9 @@ def _check_arguments(frame, configs, paths, block_hours, seed, ruin_level, paths
         raise ValueError(f"ruin needs at least 2 bars, the data has {len(frame)}")
     for config in configs:
         config.validate()
-        strategy_class = get_strategy(config.strategy)
-        strategy_class.check_params(**dict(config.strategy_params))
-        needed = strategy_class.min_bars(**dict(config.strategy_params))
+        strategy_class = load_strategy(config.strategy)
+        check_params(strategy_class, dict(config.strategy_params))
+        needed = min_bars(strategy_class, dict(config.strategy_params))
         if len(frame) < needed:
             raise ValueError(f"{config.strategy} needs at least {needed} bars with these "
                              f"params; the data has {len(frame)}")

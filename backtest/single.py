@@ -1,24 +1,27 @@
-"""One backtest: price frame + :class:`BacktestConfig` -> one metrics row + per-bar series.
+"""One backtest: price frame(s) + :class:`BacktestConfig` -> one metrics row + per-bar series.
 
 :func:`run_task` is the only function the sweep backends call (process pool and dask):
 it never raises, a failure becomes a row whose ``error`` holds the one-line reason.
 
-Per-bar series (numpy arrays, one value per bar of the frame)
--------------------------------------------------------------
-=================  ======================================================================
-key                meaning [unit]
-=================  ======================================================================
-equity             broker value at the bar's close [quote currency]
-drawdown           (running peak - equity) / running peak [positive fraction]
-margin_ratio       maintenance margin / position equity at the bar's adverse extreme
-                   [fraction; 1.0 = liquidation; NaN when flat]
-liquidation_time   one entry per liquidation: bar time [int64 ns since epoch, UTC]
-liquidation_price  fill price of each liquidation [quote currency]
-liquidation_side   +1 long, -1 short, per liquidation
-funding            cumulative funding paid up to the bar's close [quote currency, positive
-                   = paid; 0 throughout when funding is not modelled]
-=================  ======================================================================
-The bar times and closes are the frame's own, so they are not repeated here.
+Per-bar series (numpy arrays, one value per step of the clock: the bars of the frame, or
+with several feeds the union of their bar times, see :mod:`backtest.feeds`)
+-----------------------------------------------------------------------------------------
+====================  ===================================================================
+key                   meaning [unit]
+====================  ===================================================================
+equity                broker value at the bar's close [quote currency]
+drawdown              (running peak - equity) / running peak [positive fraction]
+margin_ratio          first feed's maintenance margin / position equity at the bar's
+                      adverse extreme [fraction; 1.0 = liquidation; NaN when flat]
+margin_ratio_by_feed  the same for every feed, shape (feeds, clock steps)
+liquidation_time      one entry per liquidation: bar time [int64 ns since epoch, UTC]
+liquidation_price     fill price of each liquidation [quote currency]
+liquidation_side      +1 long, -1 short, per liquidation
+liquidation_feed      index of the liquidated feed (order of the frames), per liquidation
+funding               cumulative funding paid up to the bar's close [quote currency, positive
+                      = paid; 0 throughout when funding is not modelled]
+====================  ===================================================================
+The bar times and closes are the frames' own, so they are not repeated here.
 
 Per-event lists (``BacktestResult.events``, JSON-ready dicts; the output folder keeps them
 as ``liquidations.csv`` and ``trades.csv``): ``liquidations`` (the ``LiquidationAnalyzer``
@@ -38,9 +41,11 @@ from ..data import ArrayFeed, funding_series_from_attrs, mark_frame_from_columns
 from ..analyzers import (FundingAnalyzer, LiquidationAnalyzer, MarginAnalyzer,
                          NegativeBalanceAnalyzer, RefusalAnalyzer, RiskAnalyzer,
                          TradeListAnalyzer)
-from ..strategies import get_strategy
+from ..strategies.spec import load_strategy, min_bars
 
 from .config import BacktestConfig
+from .exposure import add_exposure
+from .feeds import as_frames, clock, feed_names
 from .metrics import error_row, metrics_row
 
 ANALYZERS = {"liquidation": LiquidationAnalyzer, "margin": MarginAnalyzer,
@@ -69,7 +74,11 @@ def make_feed(frame: pd.DataFrame):
 
 
 def make_broker(config: BacktestConfig):
-    """A ``MarginBroker`` set up from ``config`` (fees set the backtrader way)."""
+    """A ``MarginBroker`` set up from ``config`` (fees set the backtrader way).
+
+    The per-feed ``feed_leverage`` overrides are set by :func:`run_backtest` once the feeds
+    exist (``set_leverage`` takes the feed).
+    """
     broker = MarginBroker(
         cash=config.cash,
         leverage=config.leverage,
@@ -114,42 +123,63 @@ def apply_perpetual_data(broker, data, frame: pd.DataFrame, config: BacktestConf
         broker.set_mark_price(data, mark)
 
 
-def run_backtest(frame: pd.DataFrame, config: BacktestConfig) -> BacktestResult:
-    """Run ``config.strategy`` on ``frame`` with a margin broker; raise on any failure."""
+def run_backtest(frames, config: BacktestConfig) -> BacktestResult:
+    """Run ``config.strategy`` on the frame(s) with a margin broker; raise on any failure.
+
+    ``frames`` is one validated OHLCV frame or a list of them: one feed each, named by
+    :func:`backtest.feeds.feed_names`, in that order.
+    """
     config.validate()
-    strategy_class = get_strategy(config.strategy)
-    needed = strategy_class.min_bars(**dict(config.strategy_params))
-    if len(frame) < needed:
-        raise ValueError(f"{config.strategy} needs at least {needed} bars with these params; "
-                         f"the data has {len(frame)}")
+    frames = as_frames(frames)
+    names = feed_names(frames)
+    unknown = sorted(set(dict(config.feed_leverage)) - set(names))
+    if unknown:
+        raise ValueError(f"feed_leverage names an unknown feed {unknown[0]!r}; the feeds are "
+                         f"{', '.join(names)}")
+    strategy_class = load_strategy(config.strategy)
+    params = dict(config.strategy_params)
+    bars = len(clock(frames))
+    needed = min_bars(strategy_class, params)
+    shortest = min(len(frame) for frame in frames)
+    if shortest < needed:
+        raise ValueError(f"{strategy_class.__name__} needs at least {needed} bars with these "
+                         f"params; the data has {shortest}")
     started = time.perf_counter()
     cerebro = bt.Cerebro(stdstats=False)
-    cerebro.adddata(make_feed(frame))
-    cerebro.broker = make_broker(config)
-    apply_feed_tiers(cerebro.broker, cerebro.datas, config)
-    apply_perpetual_data(cerebro.broker, cerebro.datas[0], frame, config)
-    cerebro.addstrategy(strategy_class, **dict(config.strategy_params))
+    for frame, name in zip(frames, names):
+        cerebro.adddata(make_feed(frame), name=name)
+    broker = make_broker(config)
+    for data, name in zip(cerebro.datas, names):
+        if name in dict(config.feed_leverage):
+            broker.set_leverage(data, config.leverage_of(name))
+    cerebro.broker = broker
+    apply_feed_tiers(broker, cerebro.datas, config)
+    for data, frame in zip(cerebro.datas, frames):
+        apply_perpetual_data(broker, data, frame, config)
+    counted = add_exposure(cerebro, strategy_class, config.exposure, config.percents)
+    cerebro.addstrategy(counted, **params)
     for name, analyzer in ANALYZERS.items():
         cerebro.addanalyzer(analyzer, _name=name)
     strategy = cerebro.run()[0]
     analyzers = {name: strategy.analyzers.getbyname(name) for name in ANALYZERS}
     analyses = {name: analyzer.get_analysis() for name, analyzer in analyzers.items()}
-    row = metrics_row(config, frame, cerebro.broker.getvalue(), analyses,
-                      seconds=time.perf_counter() - started)
+    orders = {"sized_orders": strategy.sized_orders, "explicit_orders": strategy.explicit_orders}
+    row = metrics_row(config, frames, cerebro.broker.getvalue(), analyses,
+                      seconds=time.perf_counter() - started, orders=orders)
     events = {"liquidations": analyses["liquidation"]["events"],
               "trades": analyses["trades"]["trades"]}
-    series = _series(analyzers, len(frame))
-    series["funding"] = cumulative_funding(analyzers["funding"].series(), frame.index)
+    series = _series(analyzers, bars, names)
+    series["funding"] = cumulative_funding(analyzers["funding"].series(), clock(frames))
     return BacktestResult(row=row, series=series, events=events)
 
 
-def run_task(frame: pd.DataFrame, config: BacktestConfig) -> BacktestResult:
+def run_task(frames, config: BacktestConfig) -> BacktestResult:
     """:func:`run_backtest` that never raises: errors become the row's ``error`` field."""
     try:
-        return run_backtest(frame, config)
+        return run_backtest(frames, config)
     except Exception as error:  # noqa: BLE001 - one failing setting must not sink a sweep
         message = " ".join(str(error).split()) or type(error).__name__
-        return BacktestResult(row=error_row(config, frame, f"{type(error).__name__}: {message}"))
+        return BacktestResult(row=error_row(config, frames, f"{type(error).__name__}: {message}"))
 
 
 def cumulative_funding(payments: dict, index: pd.DatetimeIndex) -> np.ndarray:
@@ -166,7 +196,7 @@ def cumulative_funding(payments: dict, index: pd.DatetimeIndex) -> np.ndarray:
     return np.cumsum(per_bar)
 
 
-def _series(analyzers: dict, bars: int) -> dict:
+def _series(analyzers: dict, bars: int, names: list) -> dict:
     """The per-bar and per-liquidation arrays of the module docstring, from the analyzers."""
     risk = analyzers["risk"].series()
     margin_ratios = analyzers["margin"].series()["margin_ratio"]
@@ -174,13 +204,18 @@ def _series(analyzers: dict, bars: int) -> dict:
     equity = np.asarray(risk["equity"], dtype=np.float64)
     if len(equity) != bars:
         raise RuntimeError(f"analyzers saw {len(equity)} bars, the data has {bars}")
-    margin_ratio = next(iter(margin_ratios.values())) if margin_ratios else np.full(bars, np.nan)
+    by_feed = np.vstack([np.asarray(margin_ratios.get(name, np.full(bars, np.nan)),
+                                    dtype=np.float64) for name in names])
+    feed_index = {name: number for number, name in enumerate(names)}
     return {
         "equity": equity,
         "drawdown": np.asarray(risk["drawdown"], dtype=np.float64),
-        "margin_ratio": np.asarray(margin_ratio, dtype=np.float64),
+        "margin_ratio": by_feed[0],
+        "margin_ratio_by_feed": by_feed,
         "liquidation_time": np.asarray(liquidations["time"], dtype="datetime64[ns]")
                               .astype(np.int64),
         "liquidation_price": np.asarray(liquidations["fill_price"], dtype=np.float64),
         "liquidation_side": np.asarray(liquidations["side"]).astype(np.int8),
+        "liquidation_feed": np.array([feed_index.get(str(name), -1)
+                                      for name in liquidations["data"]], dtype=np.int16),
     }

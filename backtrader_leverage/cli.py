@@ -7,6 +7,8 @@ Usage (every option: ``python run_backtest.py {run,sweep,ruin,report} --help``):
     python run_backtest.py run   --csv FILE --leverage 5 --out out/run
     python run_backtest.py sweep --csv FILE --leverage 1,2,3,5,10,20 --out out/sweep
     python run_backtest.py ruin  --csv FILE --strategy buy_hold --paths 200 --out out/ruin
+    python run_backtest.py sweep --strategy my_strategies.py:MyCross --csv BTC=btc.csv \
+        --csv ETH=eth.csv --feed-leverage ETH=3 --leverage 1,5,20 --out out/mine
     python run_backtest.py report out/sweep     # rebuild report.html from the folder alone
 
 Output folder: ``report.html``, ``metrics.json`` (a list, one object per setting),
@@ -19,11 +21,14 @@ stderr, nothing written); 130 interrupted with Ctrl-C (nothing written).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
 import warnings
 from pathlib import Path
+
+from .backtest.config import EXPOSURE_MODES, NEGATIVE_BALANCE_POLICIES
 
 EXIT_OK, EXIT_SETTING_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_SYMBOL = "BTC-USD"
@@ -102,6 +107,27 @@ def _parse_param(text: str) -> tuple[str, object]:
     return name.strip(), raw
 
 
+def _parse_feed_leverage(text: str) -> tuple[str, float]:
+    """'ETH-USD=3' -> ('ETH-USD', 3.0); the leverage finite and > 0."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected FEED=LEVERAGE, got {text!r}")
+    return name.strip(), _positive_float(raw.strip())
+
+
+def _split_csv_option(text: str) -> tuple[str | None, str]:
+    """'ETH-USD=eth.csv' -> ('ETH-USD', 'eth.csv'); a plain path -> (None, path).
+
+    The text is a NAME=FILE pair only when it is not itself an existing file and the part
+    before the first '=' is not a path.
+    """
+    name, sep, path = text.partition("=")
+    if sep and name.strip() and path and not Path(text).exists() and \
+            "/" not in name and "\\" not in name:
+        return name.strip(), path
+    return None, text
+
+
 def _program_name() -> str:
     """How the user called us: ``run_backtest.py`` from a clone, else the console script."""
     called = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
@@ -110,6 +136,7 @@ def _program_name() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of ``run``, ``sweep`` and ``report``."""
+    from .backtest.config import DEFAULTS
     from .strategies import STRATEGIES
 
     parser = _Parser(prog=_program_name(), description=(
@@ -120,14 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="{run,sweep,ruin,report}")
     common = _Parser(add_help=False)
     _add_data_options(common)
-    _add_account_options(common, sorted(STRATEGIES))
-    _add_margin_options(common)
+    _add_account_options(common, list(STRATEGIES), DEFAULTS)
+    _add_margin_options(common, DEFAULTS)
 
     run = commands.add_parser("run", parents=[common], help="one backtest at one leverage",
                               description="One backtest; prints a summary and writes the "
                               "output folder with one row.")
-    run.add_argument("--leverage", type=_positive_float, default=1.0,
-                     help="leverage, > 0 (default 1)")
+    run.add_argument("--leverage", type=_positive_float, default=DEFAULTS.leverage,
+                     help=f"leverage of every feed, > 0 (default {DEFAULTS.leverage:g})")
     run.add_argument("--out", type=Path, default=DEFAULT_OUT / "run", metavar="DIR",
                      help="output folder (default out/run)")
     _add_static_option(run)
@@ -137,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="The same strategy over a list of leverages, in "
                                 "parallel processes with the data loaded once.")
     sweep.add_argument("--leverage", default=DEFAULT_SWEEP_LEVERAGES, metavar="LIST",
-                       help=f"comma-separated leverages (default {DEFAULT_SWEEP_LEVERAGES})")
+                       help=f"comma-separated leverages, each applied to every feed (default "
+                       f"{DEFAULT_SWEEP_LEVERAGES})")
     sweep.add_argument("--out", type=Path, default=DEFAULT_OUT / "sweep", metavar="DIR",
                        help="output folder (default out/sweep)")
     sweep.add_argument("--workers", type=int, default=None, metavar="N",
@@ -227,10 +255,13 @@ def _add_static_option(command) -> None:
 def _add_data_options(common) -> None:
     data = common.add_argument_group("data")
     source = data.add_mutually_exclusive_group()
-    source.add_argument("--csv", metavar="FILE", help="OHLCV CSV file (Yahoo, yfinance, Binance, "
-                        "ccxt or date,open,high,low,close,volume; format auto-detected)")
-    source.add_argument("--symbol", metavar="TICKER", help=f"yfinance ticker such as BTC-USD "
-                        f"(default {DEFAULT_SYMBOL} when --csv is not given)")
+    source.add_argument("--csv", metavar="[NAME=]FILE", action="append", help="OHLCV CSV file "
+                        "(Yahoo, yfinance, Binance, ccxt or date,open,high,low,close,volume; "
+                        "format auto-detected); repeat it for several feeds, in that order. "
+                        "The feed is named NAME, else the file stem")
+    source.add_argument("--symbol", metavar="TICKER[,TICKER]", help=f"yfinance ticker(s) such "
+                        f"as BTC-USD or BTC-USD,ETH-USD, one feed each (default "
+                        f"{DEFAULT_SYMBOL} when --csv is not given)")
     data.add_argument("--format", choices=("yahoo", "yfinance", "binance", "ccxt", "ohlcv"),
                       help="CSV format when auto-detection is not wanted")
     data.add_argument("--interval", help=f"bar interval, e.g. 1h, 4h, 1d: for --symbol the "
@@ -283,36 +314,53 @@ def _funding_rate(text: str) -> float:
     return value
 
 
-def _add_account_options(common, strategy_names) -> None:
+def _add_account_options(common, strategy_names, defaults) -> None:
     trading = common.add_argument_group("strategy and account")
-    trading.add_argument("--strategy", choices=strategy_names, default="sma_cross",
-                         help="strategy name (default sma_cross)")
+    trading.add_argument("--strategy", default=defaults.strategy, metavar="SPEC",
+                         help=f"a registered strategy ({', '.join(strategy_names)}), or any "
+                         "backtrader Strategy as path/to/file.py:ClassName or "
+                         f"package.module:ClassName (default {defaults.strategy})")
     trading.add_argument("--param", action="append", type=_parse_param, default=[],
                          metavar="NAME=VALUE", help="strategy param, repeatable, e.g. "
-                         "--param fast=10 --param stop_loss=0.05 (see strategies/)")
-    trading.add_argument("--cash", type=_positive_float, default=10_000.0,
-                         help="starting wallet in quote currency (default 10000)")
-    trading.add_argument("--commission", type=_fraction, default=0.0004,
-                         help="taker fee as a fraction of notional (default 0.0004 = 0.04%%)")
+                         "--param fast=10 --param stop_loss=0.05 (the class's params)")
+    trading.add_argument("--exposure", choices=EXPOSURE_MODES, default=defaults.exposure,
+                         help="scaled: orders placed without a size get notional = percents %% "
+                         "x equity x leverage (the example strategies size that way "
+                         "themselves); as_is: the strategy's own sizes, so leverage changes "
+                         f"only margin and liquidation distance (default {defaults.exposure})")
+    trading.add_argument("--percents", type=_positive_float, default=defaults.percents,
+                         help="with --exposure scaled: margin per order, percent of equity "
+                         f"(default {defaults.percents:g})")
+    trading.add_argument("--cash", type=_positive_float, default=defaults.cash,
+                         help=f"starting wallet in quote currency (default {defaults.cash:g})")
+    trading.add_argument("--commission", type=_fraction, default=defaults.commission,
+                         help=f"taker fee as a fraction of notional (default "
+                         f"{defaults.commission:g} = {defaults.commission * 100:g}%%)")
 
 
-def _add_margin_options(common) -> None:
+def _add_margin_options(common, defaults) -> None:
     margin = common.add_argument_group("margin")
+    margin.add_argument("--feed-leverage", action="append", type=_parse_feed_leverage,
+                        default=[], metavar="FEED=LEVERAGE", help="leverage of one feed instead "
+                        "of --leverage, repeatable, e.g. --feed-leverage ETH-USD=3")
     margin.add_argument("--maintenance-margin-rate", "--mmr", dest="maintenance_margin_rate",
-                        type=_fraction, default=0.005, metavar="RATE",
-                        help="flat maintenance margin rate, fraction of notional (default 0.005)")
+                        type=_fraction, default=defaults.maintenance_margin_rate,
+                        metavar="RATE", help="flat maintenance margin rate, fraction of "
+                        f"notional (default {defaults.maintenance_margin_rate:g})")
     margin.add_argument("--tiers", metavar="NAME|FILE", help="maintenance-margin tier table "
                         "instead of the flat rate: a name in broker/tiers (e.g. "
                         "binance_btcusdt_perp) or a JSON/CSV file; its max leverage applies")
-    margin.add_argument("--liquidation-fee-rate", type=_fraction, default=None, metavar="RATE",
+    margin.add_argument("--liquidation-fee-rate", type=_fraction,
+                        default=defaults.liquidation_fee_rate, metavar="RATE",
                         help="liquidation clearance fee, fraction of notional; default: "
                         "exchange style (the whole remaining isolated margin)")
-    margin.add_argument("--negative-balance", choices=("absorb", "carry"), default="absorb",
+    margin.add_argument("--negative-balance", choices=NEGATIVE_BALANCE_POLICIES,
+                        default=defaults.negative_balance,
                         help="losses past the bankruptcy price: absorb = the insurance fund "
                         "pays; carry = the wallet goes negative (default absorb)")
-    margin.add_argument("--lot-size", type=_positive_float, default=0.001,
-                        help="order size grid in base units (default 0.001)")
-    margin.add_argument("--margin-mode", default="isolated", metavar="MODE[,MODE]",
+    margin.add_argument("--lot-size", type=_positive_float, default=defaults.lot_size,
+                        help=f"order size grid in base units (default {defaults.lot_size:g})")
+    margin.add_argument("--margin-mode", default=defaults.margin_mode, metavar="MODE[,MODE]",
                         help="isolated (margin locked per position) or cross (the wallet "
                         "backs every position); sweep takes 'isolated,cross' to run every "
                         "leverage in both and compare them (default isolated)")
@@ -334,7 +382,7 @@ def command_sweep(args) -> int:
 
 def command_ruin(args) -> int:
     """Bootstrap paths, run every leverage on them, write ruin.json/.csv/.npz and the report."""
-    from .backtest import BacktestConfig, default_workers
+    from .backtest import default_workers
     from .backtest.results import REPORT_HTML, prepare_output_dir, write_files_atomically
     from .backtest.ruin import ruin, ruin_payloads, ruin_table
     from .backtest.single import make_broker
@@ -344,14 +392,8 @@ def command_ruin(args) -> int:
     leverages = parse_leverages(args.leverage)
     if args.workers is not None and args.workers < 1:
         raise CliError(f"--workers must be >= 1, got {args.workers}")
-    params = _strategy_params(args.strategy, args.param)
-    (mode,) = parse_margin_modes(args.margin_mode, several=False)
-    configs = [BacktestConfig(strategy=args.strategy, leverage=leverage, cash=args.cash,
-                              commission=args.commission,
-                              maintenance_margin_rate=args.maintenance_margin_rate,
-                              tiers=args.tiers, liquidation_fee_rate=args.liquidation_fee_rate,
-                              negative_balance=args.negative_balance, lot_size=args.lot_size,
-                              strategy_params=params, margin_mode=mode) for leverage in leverages]
+    configs = configs_from_args(args, leverages,
+                                parse_margin_modes(args.margin_mode, several=False))
     _check_tiers(args.tiers)
     for config in configs:
         try:
@@ -359,14 +401,14 @@ def command_ruin(args) -> int:
             make_broker(config)          # a leverage above the tier table's maximum fails here
         except ValueError as error:
             raise CliError(f"--leverage {config.leverage:g}: {error}") from None
-    prepare_output_dir(args.out)
     check_scheduler(args.scheduler)              # a bad address before loading data
     frame = load_frame(args)
+    _check_feeds([frame], configs[0])
+    if len(frame) < 2:
+        raise CliError(f"ruin needs at least 2 bars; the data has {len(frame)}: widen "
+                       "--start/--end")
+    prepare_output_dir(args.out)                 # the inputs are good: now the folder
     _announce_data(frame)
-    needed = _min_bars(args.strategy, params)
-    if len(frame) < max(needed, 2):
-        raise CliError(f"{args.strategy} needs at least {max(needed, 2)} bars with these "
-                       f"params; the data has {len(frame)}: widen --start/--end")
     backend = (f"dask scheduler {args.scheduler}" if args.scheduler else
                f"{args.workers or default_workers()} worker process(es)")
     print(f"ruin: {args.paths} paths x {len(configs)} leverages, mean block "
@@ -416,52 +458,43 @@ def command_demo() -> int:
     frame = load_perpetual_sample()
     args = build_parser().parse_args(["sweep", "--out", str(DEFAULT_OUT / "demo")])
     return _run_settings(args, parse_leverages(DEFAULT_SWEEP_LEVERAGES), workers=None,
-                         scheduler=None, frame=frame)
+                         scheduler=None, frames=[frame])
 
 
 # -- shared flow ----------------------------------------------------------------------------
-def _run_settings(args, leverages, *, workers, scheduler, frame=None) -> int:
-    from .backtest import (BacktestConfig, default_workers, event_records, series_bundle, sweep,
-                           write_outputs)
+def _run_settings(args, leverages, *, workers, scheduler, frames=None) -> int:
+    from .backtest import default_workers, event_records, series_bundle, sweep, write_outputs
     from .backtest.compare import mode_comparison
     from .backtest.results import REPORT_HTML, prepare_output_dir
     from .backtest.sweep import check_scheduler
     from .report import render_report
     from .sizers import row_refusal_summary
 
-    params = _strategy_params(args.strategy, args.param)
-    modes = parse_margin_modes(args.margin_mode, several=True)
-    configs = [BacktestConfig(strategy=args.strategy, leverage=leverage, cash=args.cash,
-                              commission=args.commission,
-                              maintenance_margin_rate=args.maintenance_margin_rate,
-                              tiers=args.tiers,
-                              liquidation_fee_rate=args.liquidation_fee_rate,
-                              negative_balance=args.negative_balance, lot_size=args.lot_size,
-                              strategy_params=params, margin_mode=mode,
-                              funding_rate=getattr(args, "funding_rate", None),
-                              funding_interval_hours=getattr(args, "funding_interval_hours", 8.0))
-               for leverage in leverages for mode in modes]
+    configs = configs_from_args(args, leverages,
+                                parse_margin_modes(args.margin_mode, several=True))
     _check_tiers(args.tiers)
     _check_first_order(args, configs)
-    prepare_output_dir(args.out)                 # fail fast, before any work
     check_scheduler(scheduler)                   # a bad address before loading data
-    if frame is None:
+    if frames is None:
         _check_perpetual_options(args)
-        frame = attach_perpetual_data(args, load_frame(args))
-    _announce_data(frame)
-    print(perpetual_line(configs[0], frame))
-    needed = _min_bars(args.strategy, params)
-    if len(frame) < needed:
-        raise CliError(f"{args.strategy} needs at least {needed} bars with these params; the "
-                       f"data has {len(frame)}: widen --start/--end or shorten the look-back")
+        frames = load_frames(args)
+        if _perpetual_options_given(args) and len(frames) > 1:
+            raise CliError("--funding-rate, --funding-csv, --funding, --mark-csv and --mark take "
+                           f"one feed for now; got {len(frames)} feeds")
+        frames = [attach_perpetual_data(args, frames[0])] if len(frames) == 1 else frames
+    _check_feeds(frames, configs[0])
+    prepare_output_dir(args.out)                 # the inputs are good: now the folder
+    for frame in frames:
+        _announce_data(frame)
+    print(perpetual_line(configs[0], frames[0]))
     if len(configs) > 1:
         backend = (f"dask scheduler {scheduler}" if scheduler else
                    f"{min(workers or default_workers(), len(configs))} worker process(es)")
         print(f"sweep: {len(configs)} settings on {backend}")
-    results = sweep(frame, configs, workers=workers, scheduler=scheduler)
+    results = sweep(frames, configs, workers=workers, scheduler=scheduler)
     rows = [result.row for result in results]
-    bundle = series_bundle(frame, results)
-    summary = _safe_leverage(frame, configs, rows, refine=getattr(args, "refine", True),
+    bundle = series_bundle(frames, results)
+    summary = _safe_leverage(frames, configs, rows, refine=getattr(args, "refine", True),
                              workers=workers, scheduler=scheduler)
     liquidations, trades = event_records(rows, results)
     html = render_report(rows, bundle, summary, liquidations, trades,
@@ -500,7 +533,7 @@ def parse_margin_modes(text: str, *, several: bool) -> list[str]:
     return modes
 
 
-def _safe_leverage(frame, configs, rows, *, refine: bool, workers=None, scheduler=None) -> dict:
+def _safe_leverage(frames, configs, rows, *, refine: bool, workers=None, scheduler=None) -> dict:
     """summary.json: the safe leverage, refined by re-running the backtest unless told not to.
 
     With several workers (or a dask scheduler) each refining round runs that many
@@ -525,11 +558,11 @@ def _safe_leverage(frame, configs, rows, *, refine: bool, workers=None, schedule
                   "--no-refine skips it")
 
             def run(leverage):
-                return run_task(frame, dataclasses.replace(configs[0], leverage=leverage)).row
+                return run_task(frames, dataclasses.replace(configs[0], leverage=leverage)).row
 
             def run_many(leverages):
                 tried = [dataclasses.replace(configs[0], leverage=value) for value in leverages]
-                return [result.row for result in sweep(frame, tried, workers=len(tried),
+                return [result.row for result in sweep(frames, tried, workers=len(tried),
                                                        scheduler=scheduler, progress=False)]
     summary = safe_leverage_summary(rows, run, run_many=run_many, points_per_round=points)
     if len({config.margin_mode for config in configs}) > 1:
@@ -539,20 +572,52 @@ def _safe_leverage(frame, configs, rows, *, refine: bool, workers=None, schedule
     return summary
 
 
-def _strategy_params(strategy: str, pairs) -> tuple:
-    """The --param pairs as a sorted tuple, checked against the strategy's params."""
-    from .strategies import get_strategy
-    params = dict(pairs)
+def configs_from_args(args, leverages, margin_modes=("isolated",)) -> list:
+    """The settings the options ask for, built by the same function as the Python API:
+    one per leverage and margin mode (leverage first)."""
+    from .backtest.config import build_configs
+    from .strategies.spec import StrategySpecError
+
+    options = {name: getattr(args, name) for name in (
+        "cash", "commission", "maintenance_margin_rate", "tiers", "liquidation_fee_rate",
+        "negative_balance", "lot_size", "exposure", "percents")}
+    options["funding_rate"] = getattr(args, "funding_rate", None)
+    options["funding_interval_hours"] = getattr(args, "funding_interval_hours",
+                                                options.get("funding_interval_hours", 8.0))
     try:
-        get_strategy(strategy).check_params(**params)
+        return [config for leverage in leverages for mode in margin_modes
+                for config in build_configs(args.strategy, [leverage],
+                                            strategy_params=dict(args.param),
+                                            feed_leverage=dict(args.feed_leverage),
+                                            margin_mode=mode, **options)]
+    except StrategySpecError as error:
+        raise CliError(str(error)) from None
     except ValueError as error:
-        raise CliError(f"--param: {strategy}: {error}") from None
-    return tuple(sorted(params.items()))
+        raise CliError(f"--param: {args.strategy}: {error}") from None
 
 
-def _min_bars(strategy: str, params: tuple) -> int:
-    from .strategies import get_strategy
-    return get_strategy(strategy).min_bars(**dict(params))
+def _check_feeds(frames, config) -> None:
+    """Unique feed names, --feed-leverage naming only them, and enough bars for the strategy."""
+    from .backtest.feeds import feed_names
+    from .strategies.spec import load_strategy, min_bars
+
+    try:
+        names = feed_names(frames)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    for name, _ in config.feed_leverage:
+        if name not in names:
+            raise CliError(f"--feed-leverage {name}: no feed of that name; the feeds are "
+                           f"{', '.join(names)}")
+    strategy_class = load_strategy(config.strategy)
+    needed = min_bars(strategy_class, dict(config.strategy_params))
+    for name, frame in zip(names, frames):
+        if len(frame) < needed:
+            label = config.strategy if ":" not in config.strategy else strategy_class.__name__
+            of = f" {name}" if len(frames) > 1 else ""
+            raise CliError(f"{label} needs at least {needed} bars with these params; the data"
+                           f"{of} has {len(frame)}: widen --start/--end or shorten the "
+                           "look-back")
 
 
 def _check_tiers(tiers) -> None:
@@ -569,22 +634,25 @@ def _check_tiers(tiers) -> None:
 def _check_first_order(args, configs) -> None:
     """Bad input if a leverage's first order cannot open in its tier bracket at this size.
 
-    The strategies size the first order at fraction x cash of margin, so its notional is
+    The example strategies (and LeverageSizer, with percents / 100 as the fraction) size the
+    first order at fraction x cash of margin, so its notional is
     fraction x cash x leverage; a bracket with a lower maximum leverage would refuse every
     order of the run. Leverages above the table's own maximum are left to the broker's
     check.
     """
-    if args.tiers is None:
+    from .backtest.exposure import SCALED, strategy_scales_itself
+    if args.tiers is None or configs[0].exposure != SCALED:   # as_is: notional not x leverage
         return
     from .broker import MarginBroker
     from .broker import margin as margin_math
-    from .strategies import get_strategy
+    from .strategies.spec import load_strategy
 
     tiers = MarginBroker(tiers=args.tiers).tiers_for(None)
-    params = get_strategy(args.strategy).params
-    fraction = dict(configs[0].strategy_params).get("fraction", getattr(params, "fraction", None))
-    if fraction is None:
-        return
+    strategy_class = load_strategy(configs[0].strategy)
+    if strategy_scales_itself(strategy_class):
+        fraction = dict(configs[0].strategy_params).get("fraction", strategy_class.params.fraction)
+    else:                                   # LeverageSizer: percents % of equity as margin
+        fraction = configs[0].percents / 100.0
     margin = fraction * args.cash
     for config in configs:
         leverage = config.leverage
@@ -602,33 +670,59 @@ def _check_first_order(args, configs) -> None:
             "--param fraction)")
 
 
-def load_frame(args):
-    """The validated OHLCV frame the options ask for (one load, shared by every setting)."""
-    import pandas as pd
-    from .data import DataGapWarning, load_csv, load_ohlcv, resample_ohlcv, select_range
+def load_frames(args) -> list:
+    """The validated OHLCV frames the options ask for, one per feed, in the order given.
+
+    Each is loaded once and shared by every setting; its ``attrs['symbol']`` names the feed
+    (``--csv NAME=FILE``, else the file stem; the ticker for ``--symbol``).
+    """
+    from .data import load_ohlcv
 
     start, end = _timestamp(args.start, "--start"), _timestamp(args.end, "--end")
     if start is not None and end is not None and start > end:
         raise CliError(f"--start {args.start} is after --end {args.end}")
-    if args.csv is None:
-        return load_ohlcv(args.symbol or DEFAULT_SYMBOL, interval=args.interval or DEFAULT_INTERVAL,
-                          start=args.start, end=args.end, source=args.source,
-                          exchange=getattr(args, "exchange", DEFAULT_EXCHANGE))
+    if not args.csv:
+        symbols = [part.strip() for part in (args.symbol or DEFAULT_SYMBOL).split(",")]
+        if not all(symbols):
+            raise CliError(f"--symbol: empty ticker in {args.symbol!r}; give e.g. "
+                           "--symbol BTC-USD,ETH-USD")
+        return [load_ohlcv(symbol, interval=args.interval or DEFAULT_INTERVAL,
+                           start=args.start, end=args.end, source=args.source,
+                           exchange=getattr(args, "exchange", DEFAULT_EXCHANGE))
+                for symbol in symbols]
+    return [_load_csv_feed(args, text, start, end) for text in args.csv]
+
+
+def load_frame(args):
+    """The one frame of a command that takes a single feed (``ruin``)."""
+    frames = load_frames(args)
+    if len(frames) != 1:
+        raise CliError(f"{args.command} takes one feed; got {len(frames)} (one --csv, or "
+                       "one --symbol)")
+    return frames[0]
+
+
+def _load_csv_feed(args, text, start, end):
+    import pandas as pd
+    from .backtest.feeds import named
+    from .data import DataGapWarning, load_csv, resample_ohlcv, select_range
+
+    name, path = _split_csv_option(text)
     windowed = start is not None or end is not None
     with warnings.catch_warnings():
         if windowed:  # gaps are reported for the window below, not for the whole file
             warnings.simplefilter("ignore", DataGapWarning)
-        frame = load_csv(args.csv, format=args.format)
+        frame = load_csv(path, format=args.format)
     if windowed:                                 # [start, end), as load_ohlcv, before resampling
-        frame = select_range(frame, start, end, label=Path(args.csv).name)
+        frame = select_range(frame, start, end, label=Path(path).name)
     if args.interval:                            # coarser bars than the file's: aggregate them
         frame = resample_ohlcv(frame, args.interval, start=start, end=end)
         for partial in frame.attrs["dropped_partial_bars"]:
             print(f"note: dropped the partial {frame.attrs['interval']} bar at "
                   f"{pd.Timestamp(partial)} (--start/--end cut it short)")
     if windowed and frame.empty:
-        raise CliError(f"{args.csv} has no bars between {args.start} and {args.end}")
-    return frame
+        raise CliError(f"{path} has no bars between {args.start} and {args.end}")
+    return named(frame, name) if name else frame
 
 
 def _check_perpetual_options(args) -> None:
@@ -649,6 +743,11 @@ def _mark_item(item: str) -> tuple[str | None, str]:
     if sep and symbol and not Path(item).is_file():
         return symbol.strip(), path
     return None, item
+
+
+def _perpetual_options_given(args) -> bool:
+    return any(getattr(args, name, None) for name in (
+        "funding_rate", "funding_csv", "funding", "mark_csv", "mark"))
 
 
 def attach_perpetual_data(args, frame):
@@ -735,8 +834,9 @@ def run_summary(row) -> str:
     are part of it, not added to it); a wallet that never went below zero says so instead
     of 'worst balance 0.00'.
     """
+    from .backtest.exposure import exposure_note
     from .report import format_value as fmt
-    from .report.format import na_text
+    from .report.format import na_text, strategy_label
 
     def ratio(key, kind="ratio"):
         reason = row.get(f"{key}_reason")
@@ -765,8 +865,12 @@ def run_summary(row) -> str:
         ("funding paid", f"{fmt(row.get('funding_paid'), 'money')} in "
                          f"{fmt(row.get('funding_payments'), 'count')} payments ("
                          f"{row.get('funding') or 'funding not modelled'})"),
+        ("exposure", exposure_note([row])),
     ]
-    title = f"{row['strategy']} at {fmt(row['leverage'], 'leverage')}"
+    by_feed = json.loads(row.get("liquidations_by_feed") or "{}")
+    if len(by_feed) > 1:
+        lines.insert(5, ("liquidations by feed", fmt(row["liquidations_by_feed"], "feeds")))
+    title = f"{strategy_label(row)} at {fmt(row['leverage'], 'leverage')}"
     return "\n".join([title] + [f"  {label:<26}{text}" for label, text in lines])
 
 
@@ -775,12 +879,14 @@ def summary_table(rows) -> str:
     from .report import format_value
     several_modes = len({row.get("margin_mode") for row in rows}) > 1
     mode_header = f"{'mode':>9} " if several_modes else ""
+    several = any(len(json.loads(row.get("liquidations_by_feed") or "{}")) > 1 for row in rows)
     header = (f"{'leverage':>9} {mode_header}{'final equity':>14} {'return':>10} {'max DD':>9} "
               f"{'liquidations':>12} {'margin lost':>12} {'deficit':>10} {'funding paid':>12}  "
-              "error")
+              f"{'by feed  ' if several else ''}error")
     lines = [header, "-" * len(header)]
     for row in rows:
         mode = f"{row.get('margin_mode') or '':>9} " if several_modes else ""
+        by_feed = f"{format_value(row['liquidations_by_feed'], 'feeds')}  " if several else ""
         lines.append(
             f"{format_value(row['leverage'], 'leverage'):>9} {mode}"
             f"{format_value(row['final_value'], 'money'):>14} "
@@ -789,7 +895,7 @@ def summary_table(rows) -> str:
             f"{format_value(row['liquidations'], 'count'):>12} "
             f"{format_value(row['margin_lost'], 'money'):>12} "
             f"{format_value(row['deficit'], 'money'):>10} "
-            f"{format_value(row.get('funding_paid'), 'money'):>12}  {row['error'] or ''}")
+            f"{format_value(row.get('funding_paid'), 'money'):>12}  {by_feed}{row['error'] or ''}")
     return "\n".join(lines)
 
 

@@ -26,15 +26,16 @@ def color_of(index: int) -> str:
 
 
 def setting_chart(report, index: int) -> Chart:
-    """Four panels of one setting on one time axis.
+    """Panels of one setting on one time axis.
 
     1. equity [quote currency]: log scale, linear once it reaches 0 or below;
     2. drawdown [percent of the running peak, drawn below 0];
-    3. margin ratio (maintenance margin / position equity) with the liquidation line at 1;
-    4. close price with liquidations (at their fill) and trade entries and exits.
+    then for each feed (one pair with a single feed):
+    3. its margin ratio (maintenance margin / position equity), liquidation line at 1;
+    4. its close price with its liquidations (at their fill) and trade entries and exits.
     """
     row, series = report.rows[index], report.per_row[index]
-    times, close = report.price["time"], report.price["close"]
+    times = report.price["time"]
     dates = np.asarray(times, dtype="datetime64[ns]")
     equity = np.asarray(series["equity"], dtype=np.float64)
     lowest = float(np.nanmin(equity)) if equity.size else 1.0
@@ -47,23 +48,36 @@ def setting_chart(report, index: int) -> Chart:
     drawdown_panel = Panel("drawdown", [line("drawdown", dates, drawdown, kind="area",
                                              color="#d62728", legend=False)],
                            y_format="percent", weight=1.4)
-    ratio = np.asarray(series["margin_ratio"], dtype=np.float64)
-    top = float(np.nanmax(ratio)) if np.any(np.isfinite(ratio)) else 0.0
-    margin_panel = Panel("margin ratio", [line("margin ratio", dates, ratio, color="#7b3fa0",
-                                               legend=False)],
-                         y_format="ratio", weight=1.4, y_range=(0, max(1.1, top * 1.05)),
-                         lines=[HLine(1.0, "liquidation (margin ratio 1)", color="#d62728")])
-    price_panel = Panel("price", [line("close", dates, np.asarray(close, dtype=np.float64),
-                                       color="#555555", width=1.0)],
-                        scale="log", y_format="price", weight=2.6)
-    price_panel.traces.extend(trade_markers(report.trades_of(index)))
-    price_panel.traces.extend(liquidation_markers(report.liquidations_of(index)))
+    panels = [equity_panel, drawdown_panel]
+    names = report.feed_names
+    several = len(names) > 1
+    for number, name in enumerate(names):
+        suffix = f" {name}" if several else ""
+        ratio = np.asarray(series["margin_ratio_by_feed"][number], dtype=np.float64)
+        close = np.asarray(report.price["close_by_feed"][number], dtype=np.float64)
+        top = float(np.nanmax(ratio)) if np.any(np.isfinite(ratio)) else 0.0
+        panels.append(Panel(f"margin ratio{suffix}",
+                            [line(f"margin ratio{suffix}", dates, ratio, color="#7b3fa0",
+                                  legend=False)],
+                            y_format="ratio", weight=1.4, y_range=(0, max(1.1, top * 1.05)),
+                            lines=[HLine(1.0, "liquidation (margin ratio 1)", color="#d62728")]))
+        price_panel = Panel(f"price{suffix}", [line(f"close{suffix}", dates, close,
+                                                    color="#555555", width=1.0)],
+                            scale="log", y_format="price", weight=2.6)
+        mine = (lambda record: True) if not several else \
+            (lambda record, name=name: record.get("feed") == name)
+        price_panel.traces.extend(trade_markers(
+            [trade for trade in report.trades_of(index) if mine(trade)]))
+        price_panel.traces.extend(liquidation_markers(
+            [event for event in report.liquidations_of(index) if mine(event)]))
+        panels.append(price_panel)
     leverage = report.label(index)
-    return Chart(chart_id=f"chart-setting-{index}", height=720,
-                 title=f"{leverage}: equity, drawdown, margin ratio and price",
-                 panels=[equity_panel, drawdown_panel, margin_panel, price_panel],
-                 description=f"equity, drawdown, margin ratio and price with liquidations and "
-                             f"trades at leverage {leverage}")
+    prices = "prices of every feed" if several else "price"
+    return Chart(chart_id=f"chart-setting-{index}", height=720 + 400 * (len(names) - 1),
+                 title=f"{leverage}: equity, drawdown, margin ratio and {prices}",
+                 panels=panels,
+                 description=f"equity, drawdown, margin ratio and {prices} with liquidations "
+                             f"and trades at leverage {leverage}")
 
 
 def liquidation_markers(events: list) -> list:

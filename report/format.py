@@ -50,6 +50,7 @@ RISK_COLUMNS = (
     Column("worst_margin_ratio", "worst margin ratio", "percent"),
     Column("closest_distance", "closest to liquidation", "percent"),
     Column("margin_calls", "margin calls", "count"),
+    Column("liquidations_by_feed", "liquidations by feed", "feeds", optional=True),
     Column("ruined", "ruined", "bool"),
     Column("orders_rejected", "orders refused", "count"),
     Column("trades", "trades", "count"),
@@ -98,7 +99,7 @@ def format_value(value, kind: str) -> str:
     the unit never wraps onto its own line); ratio: 2 decimals; money / price: thousands separators, 2
     decimals; size: up to 6 significant digits; count: integer; duration: seconds as
     'Dd Hh' (or 'Hh Mm' under a day); leverage: 'Nx'; bool: yes/no; time: ISO to
-    'YYYY-MM-DD HH:MM'; text: as is.
+    'YYYY-MM-DD HH:MM'; feeds: JSON text {feed: count} as 'BTC: 2, ETH: 0'; text: as is.
     """
     if value is None or (isinstance(value, float) and not math.isfinite(value)) or value == "":
         return "–"
@@ -118,6 +119,8 @@ def format_value(value, kind: str) -> str:
         return "yes" if value else "no"
     if kind == "time":
         return str(value)[:16].replace("T", " ")
+    if kind == "feeds":
+        return ", ".join(f"{name}: {count}" for name, count in json_dict(value).items()) or "–"
     if kind == "duration":
         seconds = float(value)
         days, rest = divmod(seconds, SECONDS_PER_DAY)
@@ -126,6 +129,30 @@ def format_value(value, kind: str) -> str:
         hours, rest = divmod(seconds, SECONDS_PER_HOUR)
         return f"{int(hours)}h {int(rest // 60)}m"
     return str(value)
+
+
+def json_dict(text) -> dict:
+    """A dict from a row's JSON-text field (``feed_leverage``, ``liquidations_by_feed``);
+    {} when it is empty or not a JSON object."""
+    if isinstance(text, dict):
+        return text
+    try:
+        value = json.loads(text) if text else {}
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def strategy_label(row: dict) -> str:
+    """A registered name as is; a user's class as 'MyCross (my_strategies.py)'."""
+    spec = str(row.get("strategy"))
+    if ":" not in spec:
+        return spec
+    target, _, class_name = spec.rpartition(":")
+    source = row.get("strategy_file")
+    name = row.get("strategy_class") or class_name
+    where = source.replace("\\", "/").rsplit("/", 1)[-1] if source else target
+    return f"{name} ({where})"
 
 
 def na_text(reason: str) -> str:

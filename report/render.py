@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from .format import COLUMNS, Column, format_value  # noqa: F401  (public names)
+from .format import COLUMNS, Column, format_value, strategy_label  # noqa: F401  (public names)
 from .sections import ChartBlock, ReportData, build_sections
 
 TEMPLATE = "template.html.j2"
@@ -30,8 +30,8 @@ def report_title(rows: list) -> str:
     identity = rows[0] if rows else {}
     kind = "SYNTHETIC data" if identity.get("synthetic") else f"{identity.get('source')}, real data"
     start, end = _day(identity.get("data_start")), _day(identity.get("data_end"))
-    return (f"{identity.get('strategy')} on {identity.get('symbol')} {identity.get('interval')}"
-            f" · {kind} · {start} → {end}")
+    return (f"{strategy_label(identity)} on {identity.get('symbol')} "
+            f"{identity.get('interval')} · {kind} · {start} → {end}")
 
 
 def render_report(rows: list, bundle: dict, summary: dict | None = None,

@@ -26,7 +26,7 @@ from .charts import Chart
 from .figures import equity_overlay_chart, outcome_chart, setting_chart
 from .funding import funding_section
 from .format import (COLUMN_GROUPS, LIQUIDATION_COLUMNS, TRADE_COLUMNS, cell, format_value,
-                     na_text)
+                     json_dict, na_text, strategy_label)
 
 #: rows shown in a per-setting event table; the CSV files hold them all
 MAX_TABLE_ROWS = 100
@@ -39,7 +39,8 @@ class ReportData:
     """Everything a section may draw on (what the output folder holds)."""
 
     rows: list
-    price: dict                      # {"time": int64 ns, "close": float}
+    price: dict                      # {"time": int64 ns, "close": float, "feed_names": [...],
+                                     #  "close_by_feed": float (feeds x bars)}
     per_row: list                    # per row: {"equity", "drawdown", ...} arrays or None
     bundle: dict                     # the whole series.npz, for sections with their own arrays
     summary: dict                    # summary.json
@@ -58,6 +59,14 @@ class ReportData:
     @property
     def is_sweep(self) -> bool:
         return len(self.rows) > 1
+
+    @property
+    def feed_names(self) -> list:
+        return list(self.price.get("feed_names") or [""])
+
+    @property
+    def several_feeds(self) -> bool:
+        return len(self.feed_names) > 1
 
     @property
     def several_modes(self) -> bool:
@@ -137,8 +146,9 @@ def summary_section(report: ReportData) -> Section:
     blocks = []
     for group_id, caption, columns in COLUMN_GROUPS:
         present = [column for column in columns
-                   if not column.optional or any(row.get(column.key) not in (None, 0, 0.0)
-                                                 for row in report.rows)]
+                   if (not column.optional or any(row.get(column.key) not in (None, 0, 0.0)
+                                                  for row in report.rows))
+                   and (column.key != "liquidations_by_feed" or report.several_feeds)]
         rows = []
         for number, row in enumerate(report.rows):
             css = "failed" if row.get("error") else "rejected" if row.get("all_orders_rejected") \
@@ -195,6 +205,8 @@ def margin_modes_section(report: ReportData) -> Section | None:
 
 
 def data_section(report: ReportData) -> Section:
+    from ..backtest.exposure import exposure_note
+
     identity = report.identity
     margin = (f"tier table {identity.get('tiers')}" if identity.get("tiers")
               else f"{format_value(identity.get('maintenance_margin_rate'), 'percent')} of notional")
@@ -205,7 +217,15 @@ def data_section(report: ReportData) -> Section:
                    f"({'SYNTHETIC' if identity.get('synthetic') else 'real market data'})"),
         ("range (UTC)", f"{_day(identity.get('data_start'))} → {_day(identity.get('data_end'))} "
                         f"({identity.get('bars')} bars of {identity.get('interval')})"),
-        ("strategy", f"{identity.get('strategy')} {_params(identity.get('strategy_params'))}"),
+        ("strategy", f"{strategy_label(identity)} {_params(identity.get('strategy_params'))}"),
+    ]
+    if identity.get("strategy_class"):
+        items.append(("strategy class", f"{identity.get('strategy_class')} in "
+                                        f"{identity.get('strategy_file') or '?'}"))
+    items.append(("exposure", exposure_note(report.rows)))
+    if report.several_feeds:
+        items.append(("feeds", _feed_leverages(identity, report.feed_names)))
+    items += [
         ("starting cash", format_value(identity.get("cash"), "money")),
         ("taker fee", f"{format_value(identity.get('commission'), 'percent')} of notional"),
         ("maintenance margin", margin),
@@ -310,6 +330,13 @@ def build_sections(report: ReportData) -> list:
 
 def _day(iso_text) -> str:
     return str(iso_text)[:16].replace("T", " ") if iso_text else "?"
+
+
+def _feed_leverages(identity: dict, names: list) -> str:
+    """'BTC (the swept leverage), ETH (leverage 3x)': each feed, in order, with its leverage."""
+    overrides = json_dict(identity.get("feed_leverage"))
+    return ", ".join(f"{name} (leverage {format_value(overrides[name], 'leverage')})"
+                     if name in overrides else f"{name} (the swept leverage)" for name in names)
 
 
 def _params(text) -> str:

@@ -9,7 +9,9 @@ A position is sized from the account, not from a fixed number of coins::
 
 ``equity`` is ``broker.getvalue()`` (wallet + isolated margins + unrealized PnL) and
 ``leverage`` is ``broker.get_leverage(data)`` when the broker has it (``MarginBroker``),
-else 1.0 (a plain ``BackBroker``). The margin the position locks is ``fraction * equity``
+else 1.0 (a plain ``BackBroker``). With ``exposure="as_is"`` the sweep sets the class
+attribute ``scale_sizes_by_leverage`` to False: notional = fraction * equity whatever the
+leverage, so leverage changes only the margin and the liquidation distance. The margin the position locks is ``fraction * equity``
 whatever the leverage, so ``fraction`` must leave room for the taker fee:
 margin + fee = notional * (1 / leverage + fee_rate) <= equity, i.e.
 ``fraction <= 1 / (1 + fee_rate * leverage)`` (0.9 works up to 277x at a 0.04 % fee).
@@ -71,6 +73,9 @@ class LeveragedStrategy(bt.Strategy):
         ("sizer", None),
         ("risk_per_trade", 0.01),
     )
+    #: True: notional = fraction x equity x leverage (exposure "scaled"); False: the
+    #: leverage is left out of the size (exposure "as_is")
+    scale_sizes_by_leverage = True
 
     def __init__(self):
         type(self).check_params(**{name: getattr(self.p, name) for name in self.p._getkeys()})
@@ -164,7 +169,8 @@ class LeveragedStrategy(bt.Strategy):
     def target_size(self, direction: int) -> float:
         """Signed position size [base units] for ``direction`` at the current close.
 
-        size = direction * fraction * equity * leverage / close; 0 when equity <= 0.
+        size = direction * fraction * equity * leverage / close (leverage 1 when
+        ``scale_sizes_by_leverage`` is False); 0 when equity <= 0.
         With ``sizer='risk'``: direction * the RiskSizer's size (0 when it refuses).
         """
         equity = self.broker.getvalue()
@@ -173,7 +179,8 @@ class LeveragedStrategy(bt.Strategy):
             return 0.0
         if self._risk_sizer is not None:
             return direction * self._risk_sizer.getsizing(self.data, isbuy=direction == LONG)
-        return direction * self.p.fraction * equity * self.leverage() / price
+        leverage = self.leverage() if self.scale_sizes_by_leverage else 1.0
+        return direction * self.p.fraction * equity * leverage / price
 
     # -- order flow -----------------------------------------------------------------------
     def next(self):
