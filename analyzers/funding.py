@@ -73,7 +73,7 @@ class FundingAnalyzer(bt.Analyzer):
 def _totals(amounts) -> dict:
     """payments, paid, received, net_paid of signed amounts (negative = paid), quote currency."""
     values = np.fromiter(amounts, dtype=np.float64)
-    paid = float(-values[values < 0].sum())
-    received = float(values[values > 0].sum())
+    paid = float(-values[values < 0].sum()) + 0.0          # + 0.0: no -0.0 when nothing paid
+    received = float(values[values > 0].sum()) + 0.0
     return {"payments": int(values.size), "paid": paid, "received": received,
             "net_paid": paid - received}
