@@ -52,15 +52,19 @@ RISK_COLUMNS = (
     Column("margin_calls", "margin calls", "count"),
     Column("liquidations_by_feed", "liquidations by feed", "feeds", optional=True),
     Column("ruined", "ruined", "bool"),
-    Column("orders_rejected", "orders refused", "count"),
+)
+ACTIVITY_COLUMNS = (
+    Column("leverage", "leverage", "leverage"),
     Column("trades", "trades", "count"),
+    Column("orders_rejected", "orders refused", "count"),
     Column("funding_paid", "funding paid", "money", optional=True),
     Column("funding_payments", "funding payments", "count", optional=True),
     Column("error", "error", "text", optional=True),
 )
 #: (table id, caption, columns) of the summary tables
 COLUMN_GROUPS = (("returns", "Returns", RETURN_COLUMNS),
-                 ("risk", "Liquidation risk", RISK_COLUMNS))
+                 ("risk", "Liquidation risk", RISK_COLUMNS),
+                 ("activity", "Trading and funding", ACTIVITY_COLUMNS))
 #: every column of the summary tables, once
 COLUMNS = tuple({column.key: column for group in COLUMN_GROUPS for column in group[2]}.values())
 

@@ -52,7 +52,7 @@ def funding_section(report):
         traces.append(line(report.label(index), dates, np.asarray(cumulative, dtype=np.float64),
                            color=color_of(index)))
     if traces:
-        panel = Panel("funding paid", traces, y_format="money", lines=[HLine(0.0, "none")])
+        panel = Panel("funding paid", traces, y_format="money", lines=[HLine(0.0, "zero (no funding)")])
         blocks.append(ChartBlock(Chart(chart_id="chart-funding",
                                        title="Cumulative funding paid per leverage",
                                        panels=[panel], height=360,
