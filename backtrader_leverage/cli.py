@@ -115,6 +115,14 @@ def _parse_feed_leverage(text: str) -> tuple[str, float]:
     return name.strip(), _positive_float(raw.strip())
 
 
+def _parse_feed_tiers(text: str) -> tuple[str, str]:
+    """'ETH-USD=binance_ethusdt_perp' -> ('ETH-USD', 'binance_ethusdt_perp'): feed and table."""
+    name, sep, table = text.partition("=")
+    if not sep or not name.strip() or not table.strip():
+        raise argparse.ArgumentTypeError(f"expected FEED=NAME|FILE, got {text!r}")
+    return name.strip(), table.strip()
+
+
 def _split_csv_option(text: str) -> tuple[str | None, str]:
     """'ETH-USD=eth.csv' -> ('ETH-USD', 'eth.csv'); a plain path -> (None, path).
 
@@ -343,6 +351,9 @@ def _add_margin_options(common, defaults) -> None:
     margin.add_argument("--feed-leverage", action="append", type=_parse_feed_leverage,
                         default=[], metavar="FEED=LEVERAGE", help="leverage of one feed instead "
                         "of --leverage, repeatable, e.g. --feed-leverage ETH-USD=3")
+    margin.add_argument("--feed-tiers", action="append", type=_parse_feed_tiers, default=[],
+                        metavar="FEED=NAME|FILE", help="tier table of one feed instead of "
+                        "--tiers, repeatable, e.g. --feed-tiers ETH-USD=binance_ethusdt_perp")
     margin.add_argument("--maintenance-margin-rate", "--mmr", dest="maintenance_margin_rate",
                         type=_fraction, default=defaults.maintenance_margin_rate,
                         metavar="RATE", help="flat maintenance margin rate, fraction of "
@@ -473,6 +484,8 @@ def _run_settings(args, leverages, *, workers, scheduler, frames=None) -> int:
     configs = configs_from_args(args, leverages,
                                 parse_margin_modes(args.margin_mode, several=True))
     _check_tiers(args.tiers)
+    for name, table in configs[0].feed_tiers:
+        _check_tiers(table, f"--feed-tiers {name}={table}")
     _check_first_order(args, configs)
     check_scheduler(scheduler)                   # a bad address before loading data
     if frames is None:
@@ -589,6 +602,7 @@ def configs_from_args(args, leverages, margin_modes=("isolated",)) -> list:
                 for config in build_configs(args.strategy, [leverage],
                                             strategy_params=dict(args.param),
                                             feed_leverage=dict(args.feed_leverage),
+                                            feed_tiers=dict(getattr(args, "feed_tiers", [])),
                                             margin_mode=mode, **options)]
     except StrategySpecError as error:
         raise CliError(str(error)) from None
@@ -605,10 +619,12 @@ def _check_feeds(frames, config) -> None:
         names = feed_names(frames)
     except ValueError as error:
         raise CliError(str(error)) from None
-    for name, _ in config.feed_leverage:
-        if name not in names:
-            raise CliError(f"--feed-leverage {name}: no feed of that name; the feeds are "
-                           f"{', '.join(names)}")
+    for option, pairs in (("--feed-leverage", config.feed_leverage),
+                          ("--feed-tiers", config.feed_tiers)):
+        for name, _ in pairs:
+            if name not in names:
+                raise CliError(f"{option} {name}: no feed of that name; the feeds are "
+                               f"{', '.join(names)}")
     strategy_class = load_strategy(config.strategy)
     needed = min_bars(strategy_class, dict(config.strategy_params))
     for name, frame in zip(names, frames):
@@ -620,7 +636,7 @@ def _check_feeds(frames, config) -> None:
                            "look-back")
 
 
-def _check_tiers(tiers) -> None:
+def _check_tiers(tiers, option=None) -> None:
     """Bad input if the tier table cannot be read (a leverage above its max fails that row)."""
     if tiers is None:
         return
@@ -628,7 +644,7 @@ def _check_tiers(tiers) -> None:
     try:
         MarginBroker(tiers=tiers)
     except (OSError, ValueError) as error:
-        raise CliError(f"--tiers {tiers}: {' '.join(str(error).split())}") from None
+        raise CliError(f"{option or f'--tiers {tiers}'}: {' '.join(str(error).split())}") from None
 
 
 def _check_first_order(args, configs) -> None:

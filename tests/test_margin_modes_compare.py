@@ -97,3 +97,50 @@ def test_one_mode_sweep_has_no_comparison_and_bad_modes_are_exit_2(small_csv, tm
         assert code == 2 and not bad.exists()
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: --margin-mode") and fragment in err[0]
+
+
+@pytest.fixture(scope="module")
+def eth_csv(shared_data, tmp_path_factory):
+    """The last BARS hourly bars of the real Binance USDⓈ-M ETHUSDT perpetual file."""
+    lines = (shared_data / "binance_um_ETHUSDT_1h.csv").read_text().splitlines()
+    path = tmp_path_factory.mktemp("data") / "ethusdt_perp_1h_tail.csv"
+    path.write_text("\n".join([lines[0]] + lines[-BARS:]) + "\n")
+    return path
+
+
+def test_feed_tiers_with_several_symbols(small_csv, eth_csv, tmp_path, capsys):
+    out = tmp_path / "pair"
+    code = run_backtest.main(["sweep", "--csv", f"BTC={small_csv}", "--csv", f"ETH={eth_csv}",
+                              "--tiers", "binance_btcusdt_perp",
+                              "--feed-tiers", "ETH=binance_ethusdt_perp", "--leverage", "3",
+                              "--margin-mode", "isolated,cross", "--workers", "1",
+                              "--no-refine", "--out", str(out)])
+    assert code == 0
+    rows = json.loads((out / "metrics.json").read_text())
+    assert [r["margin_mode"] for r in rows] == ["isolated", "cross"]
+    assert all(json.loads(r["feed_tiers"]) == {"ETH": "binance_ethusdt_perp"} for r in rows)
+    capsys.readouterr()
+    for tiers, fragment in (("SOL=binance_ethusdt_perp", "--feed-tiers SOL: no feed of that name"),
+                            ("ETH=no_such_table", "--feed-tiers ETH=no_such_table")):
+        bad = tmp_path / "bad"
+        code = run_backtest.main(["sweep", "--csv", f"BTC={small_csv}", "--csv", f"ETH={eth_csv}",
+                                  "--feed-tiers", tiers, "--leverage", "3", "--out", str(bad)])
+        assert code == 2 and not bad.exists()
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0], err
+
+
+def test_apply_feed_tiers_sets_the_named_feeds_table():
+    import backtrader as bt
+    from _bars import bars_feed, flat
+    from backtrader_leverage.backtest import BacktestConfig
+    from backtrader_leverage.backtest.single import apply_feed_tiers
+    from backtrader_leverage.broker import MarginBroker
+    feeds = [bars_feed([flat(100)] * 2, name="BTC"), bars_feed([flat(100)] * 2, name="ETH")]
+    broker = MarginBroker(tiers="binance_btcusdt_perp")
+    apply_feed_tiers(broker, feeds, BacktestConfig(feed_tiers=(("ETH", "binance_ethusdt_perp"),)))
+    # ETHUSDT bracket 3 starts at 600,000 (0.65 %); BTCUSDT's table (this repo's) at 500,000 (1 %)
+    assert broker.tiers_for(feeds[1])[2].notional_floor == 600_000
+    assert broker.tiers_for(feeds[0])[2].notional_floor == 500_000
+    with pytest.raises(ValueError, match="no such feed"):
+        apply_feed_tiers(broker, feeds, BacktestConfig(feed_tiers=(("SOL", "binance_ethusdt_perp"),)))
