@@ -141,7 +141,8 @@ def worker(spec: dict) -> dict:
     import backtrader_leverage  # noqa: F401
 
     frame = pd.read_pickle(spec["data"])
-    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    rss_loaded, cpu_loaded = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
     started = time.perf_counter()
     if spec["kind"] == "sweep":
         outcome = _run_sweep(frame, spec)
@@ -154,6 +155,10 @@ def worker(spec: dict) -> dict:
     else:
         outcome = _run_one(frame, spec)
     seconds = time.perf_counter() - started
+    own, children = resource.getrusage(resource.RUSAGE_SELF), \
+        resource.getrusage(resource.RUSAGE_CHILDREN)
+    outcome.update(cpu_seconds=own.ru_utime + own.ru_stime - cpu_loaded,
+                   children_cpu_seconds=children.ru_utime + children.ru_stime)
     outcome.update(seconds=seconds, bars=len(frame), rss_loaded_kib=rss_loaded,
                    peak_rss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     return outcome
@@ -359,7 +364,9 @@ def _time_ratio_row(name, label, results, must_agree):
         ok = ok and a_runs[0]["digest"] == b_runs[0]["digest"] and \
             a_runs[0]["final_value"] == b_runs[0]["final_value"]
     ratio = median([a["seconds"] / b["seconds"] for a, b in results])
-    detail = (f"A {median([a['seconds'] for a in a_runs]):.2f} s ({fingerprint(a_runs[0])}"
+    cpu_ratio = median([a["cpu_seconds"] / b["cpu_seconds"] for a, b in results])
+    detail = (f"CPU-time ratio {cpu_ratio:.2f}; "
+              f"A {median([a['seconds'] for a in a_runs]):.2f} s ({fingerprint(a_runs[0])}"
               f"{_liquidations(a_runs[0])}) / B {median([b['seconds'] for b in b_runs]):.2f} s "
               f"({fingerprint(b_runs[0])}{_liquidations(b_runs[0])})")
     return Row(name, label, f"{ratio:.2f}" if ok else "MISMATCH", TARGETS[name], detail, ok)
@@ -380,7 +387,9 @@ def row_analyzers(args, log):
         (a_runs[0]["digest"], a_runs[0]["final_value"]) == \
         (b_runs[0]["digest"], b_runs[0]["final_value"])
     micro = median([(a["seconds"] - b["seconds"]) / a["bars"] * 1e6 for a, b in results])
-    detail = (f"with {median([a['seconds'] for a in a_runs]):.2f} s, without "
+    cpu_micro = median([(a["cpu_seconds"] - b["cpu_seconds"]) / a["bars"] * 1e6
+                        for a, b in results])
+    detail = (f"by CPU time {cpu_micro:.1f} µs; with {median([a['seconds'] for a in a_runs]):.2f} s, without "
               f"{median([b['seconds'] for b in b_runs]):.2f} s over {a_runs[0]['bars']:,} bars; "
               f"same {fingerprint(a_runs[0])}")
     return Row("analyzers", "the four analyzers together, per bar",
@@ -431,7 +440,10 @@ def row_scale(args, log):
     results = paired(big, small, pairs, log)
     ok = consistent([a for a, _ in results]) and consistent([b for _, b in results])
     ratio = median([(a["seconds"] / a["bars"]) / (b["seconds"] / b["bars"]) for a, b in results])
-    detail = (f"{median([a['seconds'] / a['bars'] * 1e6 for a, _ in results]):.1f} µs/bar at "
+    cpu_ratio = median([(a["cpu_seconds"] / a["bars"]) / (b["cpu_seconds"] / b["bars"])
+                        for a, b in results])
+    detail = (f"CPU-time ratio {cpu_ratio:.2f}; "
+              f"{median([a['seconds'] / a['bars'] * 1e6 for a, _ in results]):.1f} µs/bar at "
               f"{args.big_bars:,} vs {median([b['seconds'] / b['bars'] * 1e6 for _, b in results]):.1f}"
               f" µs/bar at {args.scale_bars:,}")
     return Row("scale", f"time per bar at {args.big_bars // 1000}k / at "
@@ -446,9 +458,14 @@ def row_sweep(args, log):
     a_runs, b_runs = [a for a, _ in results], [b for _, b in results]
     ok = consistent(a_runs) and consistent(b_runs) and not a_runs[0].get("errors")
     ratio = median([a["seconds"] / b["seconds"] for a, b in results])
+    # what 2 idle cores would give: the workers' CPU time shared by the workers, against
+    # the plain runs' CPU time (the wall clock also counts the other jobs on the machine)
+    cpu_ratio = median([a["children_cpu_seconds"] / args.workers / b["cpu_seconds"]
+                        for a, b in results])
     detail = (f"sweep {median([a['seconds'] for a in a_runs]):.2f} s ({args.workers} workers, "
               f"sma_cross 10/30, tiers{', funding' if a_runs[0].get('funding') else ''}) / "
-              f"8 plain {median([b['seconds'] for b in b_runs]):.2f} s")
+              f"8 plain {median([b['seconds'] for b in b_runs]):.2f} s; by CPU time "
+              f"(workers' CPU / {args.workers} / plain CPU) {cpu_ratio:.2f}")
     return Row("sweep", "8-leverage sweep on 2 cores / 8 sequential plain runs, 50k hourly",
                f"{ratio:.2f}" if ok else "MISMATCH", TARGETS["sweep"], detail, ok)
 
