@@ -46,16 +46,75 @@ def as_numpy(values: array.array, copy: bool = False) -> np.ndarray:
     return view.copy() if copy else view
 
 
+def position_getter(broker):
+    """``broker.getposition``, as the positions dict's own lookup when the broker keeps
+    BackBroker's (the same defaultdict lookup, without a Python call per bar)."""
+    if getattr(type(broker), "getposition", None) is bt.brokers.BackBroker.getposition and \
+            isinstance(getattr(broker, "positions", None), dict):
+        return broker.positions.__getitem__
+    return broker.getposition
+
+
+def _column_view(column) -> np.ndarray:
+    """A MirroredColumn's values (empty before the first bar)."""
+    return np.empty(0, dtype=np.float64) if column is None else column.view()
+
+
 def _ignore(*_args) -> None:
     """Stand-in for a backtrader hook an analyzer has no use for."""
+
+
+class MirroredColumn:
+    """Per-bar values read from one line buffer, stored only when the buffer cannot give them back.
+
+    While every value added so far is ``line.array[k]`` for k = 0, 1, 2, ... in
+    turn (a preloaded feed, or the strategy's clock, in an unbounded buffer),
+    the column is that prefix of the line's own array and costs no memory.
+    The first value added at another index (a replayed bar restamped in
+    place, a bounded ``exactbars`` buffer) copies the prefix out, and from
+    then on the values are stored.
+    """
+
+    __slots__ = ("line", "count", "last", "values")
+
+    def __init__(self, line):
+        mirrored = line.mode == line.UnBounded and isinstance(line.array, array.array)
+        self.line = line if mirrored else None
+        self.count = 0          # values added while mirroring
+        self.last = None        # the latest of them (its slot may be rewritten later)
+        self.values = None if mirrored else _float_array()
+
+    def add(self, value: float, index: int) -> None:
+        """Add ``value``, read from ``line.array[index]``."""
+        if self.values is None:
+            if index == self.count:
+                self.count += 1
+                self.last = value
+                return
+            self.values = _float_array()
+            if self.count:
+                self.values.extend(self.line.array[: self.count - 1])
+                self.values.append(self.last)
+        self.values.append(value)
+
+    def __len__(self) -> int:
+        return self.count if self.values is None else len(self.values)
+
+    def view(self) -> np.ndarray:
+        """The values as a float64 array view (pins the buffer: use it, do not keep it)."""
+        if self.values is not None:
+            return as_numpy(self.values)
+        if not self.count:
+            return np.empty(0, dtype=np.float64)
+        return np.frombuffer(self.line.array, dtype=np.float64, count=self.count)
 
 
 class BarTape:
     """What the analyzers of one strategy record per bar (one entry per ``next`` call).
 
-    Buffers (float64): ``time`` (backtrader float datetime of the bar, the
-    strategy's clock), ``first_clock`` (the first feed's datetimes, each new
-    one once), ``value`` (``broker.getvalue()``), ``notional`` (Σ |size x close|
+    Columns (float64): ``time`` (backtrader float datetime of the bar, the
+    strategy's clock) and ``first_clock`` (the first feed's datetimes, each new
+    one once), both :class:`MirroredColumn` of those lines, ``value`` (``broker.getvalue()``), ``notional`` (Σ |size x close|
     over the feeds, quote currency, 0.0 when flat) and, when a member asks for
     it, ``cash`` (``broker.getcash()``). Members with more per-bar work
     register a hook, called with the bar's time after the common values.
@@ -67,8 +126,8 @@ class BarTape:
         self.hooks = []
         self.wants_bars = False     # any member reads the per-bar buffers
         self.wants_cash = False
-        self.time = _float_array()
-        self.first_clock = _float_array()
+        self.time = None            # MirroredColumns, made at the first bar
+        self.first_clock = None
         self.value = _float_array()
         self.notional = _float_array()
         self.cash = _float_array()
@@ -86,13 +145,16 @@ class BarTape:
         strategy = self.strategy
         broker = strategy.broker
         self._clock_line = strategy.lines.datetime
+        self.time = MirroredColumn(self._clock_line)
         self._getvalue = broker.getvalue
         self._getcash = broker.getcash
-        self._getposition = broker.getposition
+        self._getposition = position_getter(broker)
         # (data, its length line, its close line) per feed, in the strategy's order
         self.feeds = [(data, data.lines[0], data.lines.close) for data in strategy.datas]
         first = strategy.datas[0] if strategy.datas else None
         self._first = None if first is None else (first.lines[0], first.lines.datetime)
+        self.first_clock = MirroredColumn(first.lines.datetime if first is not None
+                                          else self._clock_line)
         self._last_first_stamp = None
         self._configured = True
 
@@ -104,14 +166,16 @@ class BarTape:
                 self.leader._stop_recording()
                 return
         clock_line = self._clock_line
-        now = clock_line.array[clock_line._idx]
-        self.time.append(now)
+        index = clock_line._idx
+        now = clock_line.array[index]
+        self.time.add(now, index)
         if self._first is not None:
             length_line, datetime_line = self._first
             if length_line.lencount:
-                stamp = datetime_line.array[datetime_line._idx]
+                index = datetime_line._idx
+                stamp = datetime_line.array[index]
                 if stamp != self._last_first_stamp:
-                    self.first_clock.append(stamp)
+                    self.first_clock.add(stamp, index)
                     self._last_first_stamp = stamp
         value = self._getvalue()
         self.value.append(value)
@@ -187,15 +251,15 @@ class BarClockAnalyzer(bt.Analyzer):
     # -- helpers for subclasses -------------------------------------------
     def bar_interval(self) -> float | None:
         """Median spacing in seconds of the first feed's timestamps (None if < 2 bars)."""
-        return median_interval(bt_array_to_seconds(as_numpy(self._tape.first_clock)))
+        return median_interval(bt_array_to_seconds(_column_view(self._tape.first_clock)))
 
     def bar_times(self) -> np.ndarray:
         """POSIX seconds of each bar seen (float array, a new one each call)."""
-        return bt_array_to_seconds(as_numpy(self._tape.time))
+        return bt_array_to_seconds(_column_view(self._tape.time))
 
     def bar_clocks(self) -> np.ndarray:
         """backtrader float datetimes of each bar seen (``bt_to_seconds`` converts); a view."""
-        return as_numpy(self._tape.time)
+        return _column_view(self._tape.time)
 
     def equity(self, copy: bool = False) -> np.ndarray:
         """``broker.getvalue()`` after each bar (quote currency); a view unless ``copy``."""

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ._base import BarClockAnalyzer
-from ._base import as_numpy
+from ._base import as_numpy, position_getter
 from ._common import bt_to_seconds, feed_name
 from .risk_metrics import finite_or_none, iso_utc
 
@@ -96,7 +96,7 @@ class MarginAnalyzer(BarClockAnalyzer):
         self._feeds = [(data, name, data.lines[0], data.lines.low, data.lines.high,
                         self._ratio[name], self._distance[name])
                        for data, name in zip(self.strategy.datas, self._names)]
-        self._getposition = broker.getposition
+        self._getposition = position_getter(broker)
         # feeds valued on a mark price (MarginBroker.set_mark_price): their extreme is the mark's
         has_mark = getattr(broker, "has_mark_price", None)
         self._marked = {id(data) for data in self.strategy.datas if has_mark and has_mark(data)}
@@ -117,7 +117,9 @@ class MarginAnalyzer(BarClockAnalyzer):
 
     # -- per bar (called by the strategy's BarTape) -----------------------
     def _record_bar(self, clock: float, _value: float, _notional: float) -> None:
-        liquidated = self._new_liquidations()
+        records = self._records
+        liquidated = () if records is None or len(records) == self._seen_records else \
+            self._new_liquidations()
         for data, name, length_line, low_line, high_line, ratios, distances in self._feeds:
             if name in liquidated:
                 ratio, distance, side = 1.0, 0.0, 0

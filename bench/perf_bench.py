@@ -22,8 +22,8 @@ next open. Fees 0.04 % of notional.
 
 Data, built once into ``--cache`` before any timing: hourly bars are the real
 ``binance_um_BTCUSDT_1h.csv`` (from 2019-09-10, first N rows); one-minute bars (200k, 2M)
-are SYNTHETIC (``data.synthetic_ohlcv(interval="1m")``, seed 20220509, one series sliced
-to each length), since the real 5m file holds only ~385k minutes.
+are SYNTHETIC (``data.synthetic_ohlcv(interval="1m")``, seed 20220509: one 2,000,000-bar
+series, each row's data its first N bars), since the real 5m file holds only ~385k minutes.
 
 Correctness: every configuration must give the same orders (date, size, price) and final
 value in all its runs, and where two sides must agree (a run with and without analyzers;
@@ -76,8 +76,17 @@ TARGETS = {"stack": "<= 0.60", "broker": "<= 1.00", "analyzers": "<= 5 µs",
 # ------------------------------------------------------------------------------------------
 # data, built once
 # ------------------------------------------------------------------------------------------
+MINUTE_SERIES_BARS = 2_000_000      # every one-minute slice is a prefix of this one series
+
+
 def data_path(cache: Path, kind: str, bars: int) -> Path:
+    if kind == "minute":
+        return cache / f"minute{_minute_series_bars(bars)}_{bars}.pkl"
     return cache / f"{kind}_{bars}.pkl"
+
+
+def _minute_series_bars(bars: int) -> int:
+    return max(MINUTE_SERIES_BARS, bars)
 
 
 def build_data(cache: Path, needs: set[tuple[str, int]]) -> None:
@@ -98,8 +107,8 @@ def build_data(cache: Path, needs: set[tuple[str, int]]) -> None:
     minute = None
     if minute_bars:
         started = time.perf_counter()
-        minute = synthetic_ohlcv(bars=max(minute_bars, _minute_series_bars(needs)),
-                                 interval="1m", seed=SYNTHETIC_SEED)
+        minute = synthetic_ohlcv(bars=_minute_series_bars(minute_bars), interval="1m",
+                                 seed=SYNTHETIC_SEED)
         print(f"built {len(minute):,} synthetic one-minute bars in "
               f"{time.perf_counter() - started:.1f} s", flush=True)
     for kind, bars in sorted(missing):
@@ -117,11 +126,6 @@ def build_data(cache: Path, needs: set[tuple[str, int]]) -> None:
         temporary = data_path(cache, kind, bars).with_suffix(".tmp")
         frame.to_pickle(temporary)
         temporary.replace(data_path(cache, kind, bars))
-
-
-def _minute_series_bars(needs) -> int:
-    """Length of the one synthetic series every minute slice is cut from."""
-    return max([bars for kind, bars in needs if kind == "minute"], default=0)
 
 
 # ------------------------------------------------------------------------------------------
