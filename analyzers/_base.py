@@ -114,9 +114,10 @@ class BarTape:
 
     Columns (float64): ``time`` (backtrader float datetime of the bar, the
     strategy's clock) and ``first_clock`` (the first feed's datetimes, each new
-    one once), both :class:`MirroredColumn` of those lines, ``value`` (``broker.getvalue()``), ``notional`` (Σ |size x close|
-    over the feeds, quote currency, 0.0 when flat) and, when a member asks for
-    it, ``cash`` (``broker.getcash()``). Members with more per-bar work
+    one once), both :class:`MirroredColumn` of those lines; buffers ``value``
+    (``broker.getvalue()``), ``notional`` (Σ |size x close| over the feeds,
+    quote currency, 0.0 when flat) and, when a member asks for it, ``cash``
+    (``broker.getcash()``). Members with more per-bar work
     register a hook, called with the bar's time after the common values.
     """
 
