@@ -121,11 +121,21 @@ class ArrayFeed(bt.feed.DataBase):
                             "(validate the frame with data.load_csv / load_ohlcv first)")
         self._arrays = _column_arrays(frame)
         _validate_arrays(self._arrays, frame.index)
-        self._arrays["datetime"] = bt_date_numbers(frame.index)
         self._row_count = len(frame)
         self._resolve_timeframe(frame)
         self._next_row = 0
         self._line_lists = None
+
+    def _columns(self) -> dict[str, np.ndarray]:
+        """The float64 arrays per line alias; the datetime one is computed when first needed.
+
+        The price columns are views of the frame; the day numbers are the one
+        array of its own (8 B a bar), dropped again after a bulk preload has
+        copied it into the datetime line.
+        """
+        if "datetime" not in self._arrays:
+            self._arrays["datetime"] = bt_date_numbers(self.p.dataname.index)
+        return self._arrays
 
     def _resolve_timeframe(self, frame: pd.DataFrame) -> None:
         """Fill timeframe/compression params left as None from the bar interval."""
@@ -167,7 +177,7 @@ class ArrayFeed(bt.feed.DataBase):
         if self._line_lists is None:
             # (line, float64 column) pairs; ``item`` gives a Python float without keeping
             # a list of 32-byte float objects per value (what ``tolist`` would cost).
-            self._line_lists = [(getattr(self.lines, alias), self._arrays[alias].item)
+            self._line_lists = [(getattr(self.lines, alias), self._columns()[alias].item)
                                 for alias in self.lines.getlinealiases()]
         for line, value_at in self._line_lists:
             line[0] = value_at(row)
@@ -220,13 +230,15 @@ class ArrayFeed(bt.feed.DataBase):
         if not self._bulk_preload_possible():
             super().preload()
             return
-        datetimes = self._arrays["datetime"]
+        columns = self._columns()
+        datetimes = columns["datetime"]
         first = int(np.searchsorted(datetimes, self.fromdate, side="left"))
         stop = int(np.searchsorted(datetimes, self.todate, side="right"))
         for alias in self.lines.getlinealiases():
             # frombytes reads the numpy buffer directly (no temporary bytes copy)
             getattr(self.lines, alias).array.frombytes(
-                memoryview(self._arrays[alias][first:stop]).cast("B"))
+                memoryview(columns[alias][first:stop]).cast("B"))
+        del self._arrays["datetime"]  # now in the datetime line; recomputed if run again
         self._next_row = self._row_count
         self._last()
         self.home()
