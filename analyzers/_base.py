@@ -258,6 +258,10 @@ class BarClockAnalyzer(bt.Analyzer):
         """POSIX seconds of each bar seen (float array, a new one each call)."""
         return bt_array_to_seconds(_column_view(self._tape.time))
 
+    def bar_time(self, index: int) -> float:
+        """POSIX seconds of bar ``index``: ``bar_times()[index]`` without the whole array."""
+        return bt_array_to_seconds(self.bar_clocks()[index:index + 1])[0]
+
     def bar_clocks(self) -> np.ndarray:
         """backtrader float datetimes of each bar seen (``bt_to_seconds`` converts); a view."""
         return _column_view(self._tape.time)

@@ -189,14 +189,14 @@ class MarginAnalyzer(BarClockAnalyzer):
     # -- results ----------------------------------------------------------
     def _summarise(self) -> dict:
         interval = self.bar_interval()
-        times = self.bar_times()
+        bars = len(self._tape.time) if self._tape.time is not None else 0
         per_data = {name: _feed_summary(as_numpy(self._ratio[name]), as_numpy(self._distance[name]),
-                                        times, interval, self._levels)
+                                        self.bar_time, interval, self._levels)
                     for name in self._names}
         worst_name = _pick(per_data, "worst_margin_ratio", max)
         closest_name = _pick(per_data, "closest_distance", min)
         ratios = np.vstack([as_numpy(self._ratio[name]) for name in self._names]) \
-            if self._names else np.empty((0, times.size))
+            if self._names else np.empty((0, bars))
         with np.errstate(all="ignore"):
             any_ratio = np.nanmax(np.where(np.isnan(ratios), -1.0, ratios), axis=0) \
                 if ratios.size else np.empty(0)
@@ -236,16 +236,17 @@ def _time_above(ratios: np.ndarray, interval, levels) -> dict:
             for level in levels}
 
 
-def _feed_summary(ratio, distance, times, interval, levels) -> dict:
+def _feed_summary(ratio, distance, time_at, interval, levels) -> dict:
+    """One feed's figures; ``time_at(i)``: POSIX seconds of bar i."""
     has_ratio = np.isfinite(ratio)
     has_distance = np.isfinite(distance)
     worst = int(np.argmax(np.where(has_ratio, ratio, -np.inf))) if has_ratio.any() else None
     closest = int(np.argmin(np.where(has_distance, distance, np.inf))) if has_distance.any() else None
     return {
         "worst_margin_ratio": float(ratio[worst]) if worst is not None else None,
-        "worst_margin_ratio_dt": iso_utc(times[worst]) if worst is not None else None,
+        "worst_margin_ratio_dt": iso_utc(time_at(worst)) if worst is not None else None,
         "closest_distance": float(distance[closest]) if closest is not None else None,
-        "closest_distance_dt": iso_utc(times[closest]) if closest is not None else None,
+        "closest_distance_dt": iso_utc(time_at(closest)) if closest is not None else None,
         "time_above": _time_above(np.where(has_ratio, ratio, -1.0), interval, levels),
     }
 
