@@ -770,7 +770,7 @@ def attach_perpetual_data(args, frame):
     """The frame with the mark price and funding series the options ask for (may be none)."""
     import pandas as pd
     from .data import (load_funding_csv, load_funding_rates, load_mark_csv, load_mark_ohlcv,
-                       with_perpetual_data)
+                       resample_ohlcv, with_perpetual_data)
     from .data.intervals import interval_seconds
 
     mark = funding = None
@@ -778,6 +778,8 @@ def attach_perpetual_data(args, frame):
     marks = getattr(args, "mark_csv", None) or []
     if marks:
         mark = load_mark_csv(_mark_item(marks[0])[1])
+        if frame.attrs.get("interval") and mark.attrs.get("interval") != frame.attrs["interval"]:
+            mark = resample_ohlcv(mark, frame.attrs["interval"])   # the trade bars' --interval
     elif getattr(args, "mark", None) == "ccxt":
         interval = frame.attrs.get("interval") or "1h"
         end = frame.index[-1] + pd.Timedelta(seconds=interval_seconds(interval) or 3600)

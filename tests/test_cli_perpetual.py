@@ -115,3 +115,17 @@ def test_a_mark_file_of_another_period_is_refused(perp_files, tmp_path, capsys):
     assert run_backtest.main(["run", "--csv", str(perp_files["trade"]), "--start", BARS_FROM,
                               "--end", BARS_TO, "--mark-csv", str(mark), "--out", str(out)]) == 2
     assert "has no bar at the data's times" in capsys.readouterr().err
+
+
+def test_an_hourly_mark_file_follows_the_interval_of_the_trade_bars(perp_files):
+    # --interval 4h aggregates the trade bars; the 1h mark file is aggregated the same way:
+    # the 4h mark low of 2021-05-19 12:00 is the lowest of its four hourly mark lows
+    args = run_backtest.build_parser().parse_args([
+        "run", "--csv", str(perp_files["trade"]), "--start", BARS_FROM, "--end", BARS_TO,
+        "--interval", "4h", "--mark-csv", str(perp_files["mark"])])
+    frame = run_backtest.attach_perpetual_data(args, run_backtest.load_frame(args))
+    hourly = run_backtest.load_frame(run_backtest.build_parser().parse_args([
+        "run", "--csv", str(perp_files["mark"]), "--start", "2021-05-19 12:00",
+        "--end", "2021-05-19 16:00"]))
+    assert frame.attrs["interval"] == "4h" and len(frame) == 15 * 6
+    assert frame.loc["2021-05-19 12:00", "mark_low"] == hourly["low"].min() == 29563.37
