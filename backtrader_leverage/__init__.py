@@ -6,6 +6,12 @@ The public surface, for a backtrader script of your own::
     cerebro.broker = MarginBroker(cash=10_000, leverage=10)
     cerebro.addanalyzer(RiskAnalyzer, _name="risk")
 
+and a leverage sweep of any backtrader strategy, the same as ``backtrader-leverage sweep``::
+
+    import backtrader_leverage as btl
+    result = btl.sweep(MyCross, "btcusdt_1h.csv", [1, 5, 20])   # result.metrics: a DataFrame
+    result.write("out/mine")                                   # report.html and the rest
+
 Sub-packages hold the rest: :mod:`backtrader_leverage.broker` (the margin broker and its pure
 margin math), :mod:`.analyzers`, :mod:`.data` (CSV, yfinance, feeds), :mod:`.strategies`
 (the example strategies), :mod:`.backtest` (one setting, the sweep, the output folder) and
@@ -29,7 +35,8 @@ from .analyzers import (LiquidationAnalyzer, MarginAnalyzer, NegativeBalanceAnal
 from .broker import MarginBroker  # noqa: E402
 from .data import ArrayFeed, DataError, load_csv, load_ohlcv  # noqa: E402
 from .backtest import ruin  # noqa: E402
+from .api import SweepResult, sweep  # noqa: E402
 
 __all__ = ["__version__", "MarginBroker", "LiquidationAnalyzer", "MarginAnalyzer",
            "NegativeBalanceAnalyzer", "RiskAnalyzer", "load_csv", "load_ohlcv", "ArrayFeed",
-           "DataError", "ruin"]
+           "DataError", "ruin", "sweep", "SweepResult"]

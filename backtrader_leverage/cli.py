@@ -500,6 +500,7 @@ def _run_settings(args, leverages, *, workers, scheduler, frames=None) -> int:
     for frame in frames:
         _announce_data(frame)
     print(perpetual_line(configs[0], frames[0]))
+    print(_strategy_line(configs[0]))
     if len(configs) > 1:
         backend = (f"dask scheduler {scheduler}" if scheduler else
                    f"{min(workers or default_workers(), len(configs))} worker process(es)")
@@ -608,6 +609,16 @@ def configs_from_args(args, leverages, margin_modes=("isolated",)) -> list:
         raise CliError(str(error)) from None
     except ValueError as error:
         raise CliError(f"--param: {args.strategy}: {error}") from None
+
+
+def _strategy_line(config) -> str:
+    """'strategy: MyCross in /path/my.py, params {...}, exposure scaled (percents 90)'."""
+    from .strategies.spec import describe
+    class_name, source = describe(config.strategy)
+    params = json.dumps(dict(config.strategy_params), default=repr)
+    percents = f" (LeverageSizer {config.percents:g} %)" if config.exposure == "scaled" else ""
+    return (f"strategy: {class_name} in {source or config.strategy}, params {params}, "
+            f"exposure {config.exposure}{percents}")
 
 
 def _check_feeds(frames, config) -> None:

@@ -10,10 +10,11 @@ The sweep hands the spec text (never the class) to its worker processes and dask
 which resolve it again with :func:`load_strategy`; :func:`normalize_spec` makes a file path
 absolute first, so a worker with another current folder finds the same file.
 
-A file is imported under a private module name, with its own folder put on ``sys.path``
-(as ``python my_strategies.py`` would), so it can import its siblings (a ``strategies/``
-folder of the user's project, with or without ``__init__.py``). A module name is looked up
-in the current folder first, then on ``sys.path``.
+A file is imported under a private module name, with its own folder and the current folder
+put on ``sys.path`` (as ``python my_strategies.py`` and ``python -m`` would), so it can
+import its siblings and the packages of the project it is run from (a ``strategies/``
+folder, with or without ``__init__.py``). A module name is looked up in the current folder
+first, then on ``sys.path``.
 
 Every failure is a :class:`StrategySpecError` (a ``ValueError``) with a one-line message:
 a missing file, a class the file does not define, a class that is not a ``bt.Strategy``, or
@@ -173,9 +174,11 @@ def _import_file(path: Path):
     name = _module_name_for(path)
     if name in sys.modules:
         return sys.modules[name]
-    folder = str(path.parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)      # the file may import its siblings, as when run directly
+    # The file may import its siblings (as when run directly) and the packages of the
+    # project it is run from (the current folder, as with 'python -m').
+    for folder in (os.getcwd(), str(path.parent)):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module           # dataclasses and pickling look the module up by name
