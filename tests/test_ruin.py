@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 import backtrader_leverage
 from backtrader_leverage import cli as run_backtest
@@ -192,3 +193,13 @@ def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(argv, fragment, hou
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0]
     assert not out.exists() or not any(out.iterdir())
+
+
+
+
+@given(trials=st.integers(1, 5000), data=st.data())
+def test_wilson_interval_holds_the_share(trials, data):
+    successes = data.draw(st.integers(0, trials))
+    low, high = wilson_interval(successes, trials)
+    assert 0.0 <= low <= successes / trials <= high <= 1.0
+    assert high - low <= 2 * Z * math.sqrt(0.25 / trials) + 1e-12   # never wider than p = 0.5

@@ -7,6 +7,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, strategies as st
 
 from backtrader_leverage import cli as run_backtest
 from backtrader_leverage.analyzers import RefusalAnalyzer
@@ -255,3 +256,34 @@ def test_a_refused_signal_is_asked_once_while_it_lasts(script, asked):
     strategy = cerebro.run()[0]
     assert len(strategy.refusals) == asked and strategy.entries == 0
     assert strategy.getsizer().refusals == strategy.refusals
+
+
+# -- invariants --------------------------------------------------------------------------------
+
+FLAT_TIERS = (MarginTier(0.0, math.inf, MMR, 0.0, 1 / MMR),)
+
+
+@given(side=st.sampled_from([1, -1]),
+       equity=st.floats(100, 1e7),
+       entry=st.floats(1, 1e6),
+       stop_loss=st.floats(0.001, 0.5),
+       risk=st.floats(0.001, 0.2),
+       fee=st.floats(0, 0.002),
+       leverage=st.floats(1, 150))
+def test_size_never_risks_more_than_asked_nor_margins_more_than_allowed(
+        side, equity, entry, stop_loss, risk, fee, leverage):
+    plan = risk_position_size(side, equity, entry, stop_loss, risk, fee, leverage,
+                              tiers=FLAT_TIERS, max_margin_fraction=0.95)
+    size = plan.wanted
+    stop = entry * (1 - side * stop_loss)
+    loss_at_stop = size * entry * stop_loss + fee * size * (entry + stop)
+    assert loss_at_stop <= risk * equity * (1 + 1e-9)
+    assert size * entry * (1 / leverage + fee) <= 0.95 * equity * (1 + 1e-9)
+    if plan.limited_by == "risk":
+        assert loss_at_stop == pytest.approx(risk * equity, rel=1e-9)
+    if plan.refusal is None:
+        assert plan.size == size > 0
+        assert side * (stop - plan.liquidation_price) > 0     # the stop fills first
+    else:
+        assert plan.size == 0.0
+        assert side * (stop - plan.liquidation_price) <= 0
