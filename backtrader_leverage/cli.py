@@ -227,7 +227,7 @@ def _add_ruin_parser(commands, common) -> None:
         "ruin", parents=[common], help="Monte Carlo probability of liquidation and ruin",
         description="The strategy on many synthetic histories (a stationary block bootstrap "
         "of the data's bars, the same paths for every leverage): per leverage the "
-        "probability of a liquidation and of ruin with Wilson 95%% intervals, and "
+        "probability of a liquidation and of ruin with Wilson 95 % intervals, and "
         "percentiles of the final equity. Writes ruin.json, ruin.csv, ruin.npz and "
         "report.html.")
     ruin.add_argument("--leverage", default=DEFAULT_SWEEP_LEVERAGES, metavar="LIST",
