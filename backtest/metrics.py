@@ -41,8 +41,9 @@ entries_refused            entries the sizer refused because the stop lay at or 
 orders_rejected            orders the broker refused (balance, tier, below the lot) [count]
 rejections                 those refusals by reason, as JSON text ('{"tier": 3}')
 trades                     positions opened, flat to flat, incl. one still open [count]
-all_orders_rejected        orders were placed and every one was refused [bool]: the setting
-                           never traded, so it is left out of the "best" choices
+all_orders_rejected        orders were placed and every one was refused, or the sizer refused
+                           every entry (``entries_refused``) [bool]: the setting never
+                           traded, so it is left out of the "best" choices
 liquidations_by_feed       liquidations per feed, JSON text {"feed name": count} (every feed)
 sized_orders               opening orders sized by LeverageSizer (no size given) [count]
 explicit_orders            opening orders with the strategy's own size [count]
@@ -167,6 +168,8 @@ def metrics_row(config: BacktestConfig, frame, final_value: float,
     reasons = undefined_reasons(risk)
     events = list(liquidation.get("events") or [])
     first = events[0] if events else {}
+    entries_refused = int((analyses.get("refusal") or {}).get("by_reason", {})
+                          .get("stop_beyond_liquidation", 0))
     row = _base_row(config, frame)
     row.update({
         "final_value": float(final_value),
@@ -191,14 +194,14 @@ def metrics_row(config: BacktestConfig, frame, final_value: float,
         "worst_margin_ratio": margin.get("worst_margin_ratio"),
         "closest_distance": margin.get("closest_distance"),
         "margin_calls": len(margin.get("margin_calls") or []),
-        "entries_refused": int((analyses.get("refusal") or {}).get("by_reason", {})
-                               .get("stop_beyond_liquidation", 0)),
+        "entries_refused": entries_refused,
         "orders_rejected": int(trades.get("orders_rejected") or 0),
         "funding_paid": (analyses.get("funding") or {}).get("net_paid", 0.0),
         "funding_payments": int((analyses.get("funding") or {}).get("payments", 0)),
         "rejections": json.dumps(trades.get("rejections") or {}, sort_keys=True),
         "trades": int(trades.get("count") or 0),
-        "all_orders_rejected": bool(trades.get("orders_rejected")) and not trades.get("fills"),
+        "all_orders_rejected": bool(trades.get("orders_rejected") or entries_refused)
+                               and not trades.get("fills"),
         "liquidations_by_feed": _by_feed_text(frame, liquidation.get("by_data") or {}),
         "seconds": round(float(seconds), 3),
     })

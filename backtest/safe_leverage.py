@@ -7,8 +7,9 @@ Status of a row
 ---------------
 =============  =====================================================================
 ``error``      the setting failed (its row has ``error``)
-``rejected``   orders were placed and every one was refused (tier or balance): the
-               setting never traded, so "no liquidation" says nothing about it
+``rejected``   orders were placed and every one was refused (tier or balance), or the
+               risk sizer refused every entry: the setting never traded, so "no
+               liquidation" says nothing about it
 ``liquidated`` at least one liquidation
 ``safe``       it traded and was never liquidated
 =============  =====================================================================
@@ -135,6 +136,9 @@ def exclusions(rows: list) -> list:
         status = row_status(row)
         if status == ERROR:
             out.append({"leverage": row["leverage"], "reason": f"failed: {row['error']}"})
+        elif status == REJECTED and not row.get("orders_rejected") and row.get("entries_refused"):
+            out.append({"leverage": row["leverage"], "reason": "every entry refused by the "
+                        "sizer (stop at or beyond the liquidation price)"})
         elif status == REJECTED:
             out.append({"leverage": row["leverage"],
                         "reason": f"every order refused {_rejection_text(row)}".rstrip()})

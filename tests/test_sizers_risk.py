@@ -12,6 +12,7 @@ from hypothesis import given, strategies as st
 from backtrader_leverage import cli as run_backtest
 from backtrader_leverage.analyzers import RefusalAnalyzer
 from backtrader_leverage.backtest import BacktestConfig, run_backtest as run_one
+from backtrader_leverage.backtest.safe_leverage import exclusions
 from backtrader_leverage.broker import MarginBroker
 from backtrader_leverage.broker.margin import MarginTier
 from backtrader_leverage.data import ArrayFeed, load_csv
@@ -205,6 +206,10 @@ def test_risk_sizing_in_a_strategy_trades_smaller_and_counts_refusals(frame):
     # every signal at 25x is refused (LP 3.52 % from entry, stop 5 %): no trade, no loss
     assert refused.row["entries_refused"] > 0
     assert refused.row["liquidations"] == 0 and refused.row["final_value"] == 10_000.0
+    # it never traded: not "safe", left out of the best choices, with the reason
+    assert refused.row["all_orders_rejected"] is True and sized.row["all_orders_rejected"] is False
+    assert exclusions([refused.row]) == [{"leverage": 25.0, "reason": "every entry refused by "
+                                          "the sizer (stop at or beyond the liquidation price)"}]
     hold = run_one(frame, BacktestConfig(strategy="buy_hold", leverage=25.0,
                                          strategy_params=params))
     assert hold.row["entries_refused"] == 1      # buy and hold asks once, then stays out
