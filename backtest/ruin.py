@@ -57,9 +57,10 @@ from ..strategies.spec import check_params, load_strategy, min_bars
 from .bootstrap import BarBootstrap, mean_block_bars, path_generator
 from .config import BacktestConfig
 from .exposure import add_exposure
+from .feeds import feed_names
 from .metrics import data_identity
 from .results import OutputError
-from .single import make_broker
+from .single import apply_feed_tiers, apply_perpetual_data, make_broker
 from .sweep import (DASK_INSTALL_HINT, SCHEDULER_CONNECT_TIMEOUT, SchedulerError,
                     check_scheduler, default_workers)
 
@@ -167,7 +168,12 @@ class _EquityRecorder(bt.Analyzer):
 
 
 def path_frame(frame: pd.DataFrame, path: dict) -> pd.DataFrame:
-    """A drawn path as an OHLCV frame on ``frame``'s own timestamps, with its attrs."""
+    """A drawn path as an OHLCV frame on ``frame``'s own timestamps, with its attrs.
+
+    Only the OHLCV columns: a mark-price series of the real data does not belong to a
+    resampled path (liquidation follows the path's own prices); a funding series in the
+    attrs applies by the real timestamps.
+    """
     synthetic = pd.DataFrame(path, index=frame.index)
     synthetic.attrs.update(frame.attrs)
     return synthetic
@@ -182,6 +188,7 @@ def run_ruin_task(frame: pd.DataFrame, task: RuinTask) -> PathBlock:
                                          frame["close"], frame["volume"],
                                          mean_block=task.mean_block)
     bars = len(frame)
+    name = feed_names([frame])[0]
     checkpoints = checkpoint_bars(bars)
     count = task.path_count
     block = PathBlock(task.leverage_number, task.first_path,
@@ -190,10 +197,16 @@ def run_ruin_task(frame: pd.DataFrame, task: RuinTask) -> PathBlock:
                       checkpoint_equity=np.zeros((count, len(checkpoints))))
     for offset in range(count):
         path = bootstrap.draw(path_generator(task.seed, task.first_path + offset))
+        synthetic = path_frame(frame, path)
         cerebro = bt.Cerebro(stdstats=False)
-        cerebro.adddata(ArrayFeed(dataname=path_frame(frame, path)))
+        cerebro.adddata(ArrayFeed(dataname=synthetic), name=name)
         broker = make_broker(config)
+        data = cerebro.datas[0]
+        if name in dict(config.feed_leverage):
+            broker.set_leverage(data, config.leverage_of(name))
         cerebro.broker = broker
+        apply_feed_tiers(broker, cerebro.datas, config)
+        apply_perpetual_data(broker, data, synthetic, config)   # funding by the real times
         cerebro.addstrategy(add_exposure(cerebro, strategy_class, config.exposure,
                                          config.percents), **params)
         cerebro.addanalyzer(_EquityRecorder, _name="equity", bars=bars)

@@ -203,3 +203,30 @@ def test_wilson_interval_holds_the_share(trials, data):
     low, high = wilson_interval(successes, trials)
     assert 0.0 <= low <= successes / trials <= high <= 1.0
     assert high - low <= 2 * Z * math.sqrt(0.25 / trials) + 1e-12   # never wider than p = 0.5
+
+
+USER_STRATEGY = '''
+import backtrader as bt
+
+
+class HoldLong(bt.Strategy):
+    """A user's own strategy: buy once with the plugin's sizer, hold."""
+
+    def next(self):
+        if not self.position and len(self) == 1:
+            self.buy()
+'''
+
+
+def test_cli_ruin_runs_a_users_strategy_file_with_funding(hourly_csv, tmp_path, capsys):
+    strategy = tmp_path / "my_strategy.py"
+    strategy.write_text(USER_STRATEGY)
+    common = ["ruin", "--csv", str(hourly_csv), "--strategy", f"{strategy}:HoldLong",
+              "--leverage", "5", "--paths", "4", "--workers", "1"]
+    assert run_backtest.main(common + ["--out", str(tmp_path / "plain")]) == 0
+    # 0.1 % every 8 h, longs pay: the same paths end lower
+    assert run_backtest.main(common + ["--funding-rate", "0.001",
+                                       "--out", str(tmp_path / "funded")]) == 0
+    plain = json.loads((tmp_path / "plain" / "ruin.json").read_text())[0]
+    funded = json.loads((tmp_path / "funded" / "ruin.json").read_text())[0]
+    assert funded["final_median"] < plain["final_median"]
