@@ -72,6 +72,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _open_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and 0 < value < 1):
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), got {text!r}")
+    return value
+
+
 def parse_leverages(text: str) -> list[float]:
     """'1,2,5' -> [1.0, 2.0, 5.0]; each leverage finite and > 0, at least one."""
     parts = [part.strip() for part in str(text).split(",")]
@@ -284,6 +294,11 @@ def _add_data_options(common) -> None:
                       "BTC/USDT:USDT (default auto)")
     data.add_argument("--exchange", default=DEFAULT_EXCHANGE, metavar="ID",
                       help=f"ccxt exchange id for --source ccxt (default {DEFAULT_EXCHANGE})")
+    data.add_argument("--csv-interval", metavar="INTERVAL", help="the --csv file's own bar "
+                      "interval, e.g. 1h, when it cannot be inferred (a one-row file); default: "
+                      "from the spacing of the bars")
+    data.add_argument("--refresh", action="store_true", help="--symbol: download the whole "
+                      "range again even when it is cached (replaces a corrupt cache file)")
     _add_perpetual_options(common)
 
 
@@ -355,9 +370,11 @@ def _add_margin_options(common, defaults) -> None:
                         metavar="FEED=NAME|FILE", help="tier table of one feed instead of "
                         "--tiers, repeatable, e.g. --feed-tiers ETH-USD=binance_ethusdt_perp")
     margin.add_argument("--maintenance-margin-rate", "--mmr", dest="maintenance_margin_rate",
-                        type=_fraction, default=defaults.maintenance_margin_rate,
+                        type=_open_fraction, default=defaults.maintenance_margin_rate,
                         metavar="RATE", help="flat maintenance margin rate, fraction of "
-                        f"notional (default {defaults.maintenance_margin_rate:g})")
+                        f"notional in (0, 1); the maximum leverage is 1 / RATE (default "
+                        f"{defaults.maintenance_margin_rate:g}: "
+                        f"{1 / defaults.maintenance_margin_rate:g}x)")
     margin.add_argument("--tiers", metavar="NAME|FILE", help="maintenance-margin tier table "
                         "instead of the flat rate: a name in broker/tiers (e.g. "
                         "binance_btcusdt_perp) or a JSON/CSV file; its max leverage applies")
@@ -486,6 +503,7 @@ def _run_settings(args, leverages, *, workers, scheduler, frames=None) -> int:
     _check_tiers(args.tiers)
     for name, table in configs[0].feed_tiers:
         _check_tiers(table, f"--feed-tiers {name}={table}")
+    _check_settings(args, configs)
     _check_first_order(args, configs)
     check_scheduler(scheduler)                   # a bad address before loading data
     if frames is None:
@@ -658,6 +676,34 @@ def _check_tiers(tiers, option=None) -> None:
         raise CliError(f"{option or f'--tiers {tiers}'}: {' '.join(str(error).split())}") from None
 
 
+def _check_settings(args, configs) -> None:
+    """Bad input if a setting cannot run at all: a leverage above the margin table's maximum
+    (the broker would refuse every order), or any value the broker refuses."""
+    from .backtest.single import make_broker
+    from .broker import MarginBroker
+
+    table = MarginBroker(tiers=args.tiers,
+                         maintenance_margin_rate=args.maintenance_margin_rate).tiers_for(None)
+    maximum = table[0].max_leverage
+    allowed_by = (f"the --tiers {args.tiers} table" if args.tiers else
+                  f"--mmr {args.maintenance_margin_rate:g} (1 / mmr: above it a position would "
+                  "open past its liquidation price)")
+    for config in configs:
+        if config.leverage > maximum:
+            raise CliError(f"--leverage {config.leverage:g} is above the maximum of "
+                           f"{maximum:g}x allowed by {allowed_by}")
+        for feed, leverage in getattr(config, "feed_leverage", ()):
+            if leverage > maximum:
+                raise CliError(f"--feed-leverage {feed}={leverage:g} is above the maximum of "
+                               f"{maximum:g}x allowed by {allowed_by}")
+        try:
+            config.validate()
+            make_broker(config)
+        except ValueError as error:
+            raise CliError(f"--leverage {config.leverage:g}: "
+                           f"{' '.join(str(error).split())}") from None
+
+
 def _check_first_order(args, configs) -> None:
     """Bad input if a leverage's first order cannot open in its tier bracket at this size.
 
@@ -715,7 +761,8 @@ def load_frames(args) -> list:
                            "--symbol BTC-USD,ETH-USD")
         return [load_ohlcv(symbol, interval=args.interval or DEFAULT_INTERVAL,
                            start=args.start, end=args.end, source=args.source,
-                           exchange=getattr(args, "exchange", DEFAULT_EXCHANGE))
+                           exchange=getattr(args, "exchange", DEFAULT_EXCHANGE),
+                           refresh=getattr(args, "refresh", False))
                 for symbol in symbols]
     return [_load_csv_feed(args, text, start, end) for text in args.csv]
 
@@ -733,13 +780,14 @@ def _load_csv_feed(args, text, start, end):
     import pandas as pd
     from .backtest.feeds import named
     from .data import DataGapWarning, load_csv, resample_ohlcv, select_range
+    from .data.loader import range_text
 
     name, path = _split_csv_option(text)
     windowed = start is not None or end is not None
     with warnings.catch_warnings():
         if windowed:  # gaps are reported for the window below, not for the whole file
             warnings.simplefilter("ignore", DataGapWarning)
-        frame = load_csv(path, format=args.format)
+        frame = load_csv(path, format=args.format, interval=getattr(args, "csv_interval", None))
     if windowed:                                 # [start, end), as load_ohlcv, before resampling
         frame = select_range(frame, start, end, label=Path(path).name)
     if args.interval:                            # coarser bars than the file's: aggregate them
@@ -748,7 +796,7 @@ def _load_csv_feed(args, text, start, end):
             print(f"note: dropped the partial {frame.attrs['interval']} bar at "
                   f"{pd.Timestamp(partial)} (--start/--end cut it short)")
     if windowed and frame.empty:
-        raise CliError(f"{path} has no bars between {args.start} and {args.end}")
+        raise CliError(f"{path} has no bars {range_text(args.start, args.end)}")
     return named(frame, name) if name else frame
 
 

@@ -368,6 +368,10 @@ class MarginBroker(bt.brokers.BackBroker):
         leverage = _real_param(leverage, what, f"> 0 and <= {max_leverage:g}",
                                lambda v: v > 0, "x")
         if leverage > max_leverage:
+            if tiers is None and self.p.tiers is None:
+                raise ValueError(f"{what} {leverage:g} is above the maximum of {max_leverage:g}x "
+                                 f"that maintenance_margin_rate {self.p.maintenance_margin_rate:g}"
+                                 " allows (1 / mmr)")
             raise ValueError(f"{what} {leverage:g} is above the tier table's maximum of "
                              f"{max_leverage:g}x")
         return leverage

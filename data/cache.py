@@ -79,7 +79,8 @@ def cache_path(symbol: str, interval: str, directory: Path) -> Path:
 
 def _corrupt(path: Path, reason: str) -> CacheCorrupt:
     return CacheCorrupt(f"cache file {path} is corrupt or truncated ({reason}); it was not used: "
-                        "delete it, or reload with refresh=True")
+                        "delete it, or download it again with --refresh (refresh=True in "
+                        "load_ohlcv)")
 
 
 def read_cache(path: Path, kind: str = "ohlcv") -> CacheEntry | None:

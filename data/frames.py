@@ -50,7 +50,8 @@ def finalize_frame(frame: pd.DataFrame, *, symbol: str, source: str, label: str,
         spacing = infer_interval_seconds(result.index)
         if spacing is None:
             raise DataError(f"{label}: cannot infer the bar interval from a single row; "
-                            "give the interval explicitly")
+                            "give the interval explicitly (--csv-interval 1h on the command "
+                            "line, interval='1h' in load_csv)")
         interval = seconds_to_interval(spacing)
     interval = normalize_interval(interval)
     report = gap_report(result.index, interval_seconds(interval))

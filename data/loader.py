@@ -52,6 +52,17 @@ def to_utc_timestamp(value, name: str) -> pd.Timestamp | None:
     return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
 
 
+def range_text(start, end) -> str:
+    """'between A and B', 'from A on', 'before B' or 'at all': a range with open ends named."""
+    if start is not None and end is not None:
+        return f"between {start} and {end}"
+    if start is not None:
+        return f"from {start} on"
+    if end is not None:
+        return f"before {end}"
+    return "at all"
+
+
 def check_range(start: pd.Timestamp | None, end: pd.Timestamp | None) -> None:
     """Raise DataError when start is not before end (end is exclusive)."""
     if start is not None and end is not None and start >= end:
@@ -124,7 +135,7 @@ def _result(frame, symbol, interval, start_at, end_at, source, path) -> pd.DataF
         selected = selected[selected.index < end_at]
     if len(selected) == 0:
         held = (f"{frame.index[0]} to {frame.index[-1]}" if len(frame) else "no bars")
-        raise DataUnavailable(f"no {symbol} {interval} bars between {start_at} and {end_at} "
+        raise DataUnavailable(f"no {symbol} {interval} bars {range_text(start_at, end_at)} "
                               f"(cache holds {held}): {yahoo.TWO_WAYS_OUT}")
     result = finalize_frame(selected, symbol=symbol, source=source,
                             label=f"{source} {symbol} {interval}", interval=interval)

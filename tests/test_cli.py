@@ -10,6 +10,7 @@ import pytest
 
 from backtrader_leverage import cli as run_backtest
 from backtrader_leverage.backtest.metrics import ROW_KEYS
+from backtrader_leverage.strategies import STRATEGIES, BuyHold
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "run_backtest.py"
@@ -87,20 +88,40 @@ def test_report_rebuilds_from_the_folder_alone(small_csv, tmp_path, capsys):
     assert str(out / "report.html") in capsys.readouterr().out
 
 
-def test_failing_setting_keeps_its_row_and_exits_1(small_csv, tmp_path, capsys):
-    out = tmp_path / "tiers"
-    # the BTCUSDT tier table's max leverage is 125x: the 200x setting fails, 2x runs
-    code = run_backtest.main(["sweep", "--csv", str(small_csv), "--leverage", "2,200",
-                              "--tiers", "binance_btcusdt_perp", "--workers", "2",
+class FailsAtFiveX(BuyHold):
+    """Buy and hold that raises in its first bar when run at 5x (a setting failing mid-run)."""
+
+    def next(self):
+        if self.broker.get_leverage(self.data) == 5.0:
+            raise RuntimeError("this setting breaks at 5x")
+        super().next()
+
+
+def test_failing_setting_keeps_its_row_and_exits_1(small_csv, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "failing"
+    monkeypatch.setitem(STRATEGIES, "fails_at_five_x", FailsAtFiveX)
+    code = run_backtest.main(["sweep", "--csv", str(small_csv), "--leverage", "2,5",
+                              "--strategy", "fails_at_five_x", "--workers", "1",
                               "--out", str(out)])
     assert code == 1
     ok, failed = read_rows(out)
     assert ok["error"] is None and ok["final_value"] is not None
-    assert failed["leverage"] == 200.0 and "125" in failed["error"]
+    assert failed["leverage"] == 5.0 and "breaks at 5x" in failed["error"]
     assert failed["final_value"] is None
     assert {path.name for path in out.iterdir()} == OUTPUT_FILES
-    assert "200x failed" in capsys.readouterr().err
+    assert "5x failed" in capsys.readouterr().err
     assert run_backtest.main(["report", str(out)]) == 0          # the rebuild itself succeeds
+
+
+def test_leverage_above_the_tier_table_is_refused_before_any_work(small_csv, tmp_path, capsys):
+    out = tmp_path / "tiers"
+    # the BTCUSDT tier table's max leverage is 125x: 200x is refused up front, nothing runs
+    code = run_backtest.main(["sweep", "--csv", str(small_csv), "--leverage", "2,200",
+                              "--tiers", "binance_btcusdt_perp", "--workers", "2",
+                              "--out", str(out)])
+    assert code == 2
+    assert_one_error_line(capsys, "--leverage 200", "maximum of 125x")
+    assert not out.exists()
 
 
 def test_no_arguments_runs_the_demo_offline(tmp_path):
