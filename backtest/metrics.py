@@ -251,23 +251,37 @@ FUNDING_OFF = "funding not modelled"
 def perpetual_settings(config: BacktestConfig, frame) -> dict:
     """``funding`` and ``trigger_price`` of a setting, as the report's settings block says them.
 
-    With several feeds: those of the first feed.
+    With several feeds that differ: 'NAME: …; NAME: …' per feed.
     """
-    if frame is not None and not isinstance(frame, pd.DataFrame):
-        frame = as_frames(frame)[0]
-    attrs = frame.attrs if frame is not None else {}
+    if frame is None:
+        return {"funding": _funding_text(config, None), "trigger_price": "trade price"}
+    frames = as_frames(frame)
+    names = [str(one.attrs.get("symbol") or f"data{index}") for index, one in enumerate(frames)]
+    out = {}
+    for key, describe in (("funding", _funding_text), ("trigger_price", _trigger_text)):
+        texts = [describe(config, one) for one in frames]
+        out[key] = texts[0] if len(set(texts)) == 1 else \
+            "; ".join(f"{name}: {text}" for name, text in zip(names, texts))
+    return out
+
+
+def _funding_text(config: BacktestConfig, frame) -> str:
     if config.funding_rate is not None:
-        funding = f"{config.funding_rate:g} per {config.funding_interval_hours:g} h (constant)"
-    elif attrs.get("funding"):
-        stored = attrs["funding"]
-        first, last = (int(stamp.value // 10**9) for stamp in (frame.index[0], frame.index[-1]))
-        inside = sum(1 for time in stored["times"] if first <= time <= last)
-        funding = f"{stored['label']} ({inside} settlements in the data's range)"
-    else:
-        funding = FUNDING_OFF
-    trigger = f"mark price ({attrs['mark_label']})" if attrs.get("mark_label") and \
-        frame is not None and "mark_close" in frame.columns else "trade price"
-    return {"funding": funding, "trigger_price": trigger}
+        return f"{config.funding_rate:g} per {config.funding_interval_hours:g} h (constant)"
+    stored = frame.attrs.get("funding") if frame is not None else None
+    if not stored:
+        return FUNDING_OFF
+    if not len(frame):
+        return stored["label"]
+    first, last = (int(stamp.value // 10**9) for stamp in (frame.index[0], frame.index[-1]))
+    inside = sum(1 for time in stored["times"] if first <= time <= last)
+    return f"{stored['label']} ({inside} settlements in the data's range)"
+
+
+def _trigger_text(config: BacktestConfig, frame) -> str:
+    if frame.attrs.get("mark_label") and "mark_close" in frame.columns:
+        return f"mark price ({frame.attrs['mark_label']})"
+    return "trade price"
 
 
 def _strategy_identity(spec) -> dict:

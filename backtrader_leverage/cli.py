@@ -310,18 +310,20 @@ def _add_perpetual_options(common) -> None:
     funding.add_argument("--funding-rate", type=_funding_rate, metavar="RATE",
                          help="constant funding rate per interval, a fraction (0.0001 = 0.01 %%; "
                          "longs pay when positive), at 00:00, 08:00, 16:00 UTC")
-    funding.add_argument("--funding-csv", metavar="FILE", help="funding-rate history CSV "
-                         "(Binance bulk calc_time,funding_interval_hours,last_funding_rate; ccxt "
-                         "timestamp,fundingRate; or time,rate)")
+    funding.add_argument("--funding-csv", action="append", metavar="[SYMBOL=]FILE",
+                         help="funding-rate history CSV (Binance bulk calc_time,"
+                         "funding_interval_hours,last_funding_rate; ccxt timestamp,fundingRate; "
+                         "or time,rate); with several feeds SYMBOL=FILE, repeated")
     funding.add_argument("--funding", choices=("ccxt",), help="funding-rate history from the "
                          "exchange (with --source ccxt)")
     perpetual.add_argument("--funding-interval-hours", type=_positive_float, default=8.0,
                            metavar="H", help="hours between funding times for --funding-rate "
                            "(default 8)")
     mark = perpetual.add_mutually_exclusive_group()
-    mark.add_argument("--mark-csv", action="append", default=[], metavar="[SYMBOL=]FILE",
+    mark.add_argument("--mark-csv", action="append", metavar="[SYMBOL=]FILE",
                       help="mark-price klines CSV (kline layout); liquidation then triggers on "
-                      "the mark price, and equity is marked on it")
+                      "the mark price, and equity is marked on it; with several feeds "
+                      "SYMBOL=FILE, repeated")
     mark.add_argument("--mark", choices=("ccxt",), help="mark-price klines from the exchange "
                       "(with --source ccxt)")
 
@@ -508,11 +510,7 @@ def _run_settings(args, leverages, *, workers, scheduler, frames=None) -> int:
     check_scheduler(scheduler)                   # a bad address before loading data
     if frames is None:
         _check_perpetual_options(args)
-        frames = load_frames(args)
-        if _perpetual_options_given(args) and len(frames) > 1:
-            raise CliError("--funding-rate, --funding-csv, --funding, --mark-csv and --mark take "
-                           f"one feed for now; got {len(frames)} feeds")
-        frames = [attach_perpetual_data(args, frames[0])] if len(frames) == 1 else frames
+        frames = attach_perpetual_to_feeds(args, load_frames(args))
     _check_feeds(frames, configs[0])
     prepare_output_dir(args.out)                 # the inputs are good: now the folder
     for frame in frames:
@@ -806,10 +804,25 @@ def _check_perpetual_options(args) -> None:
     if uses_ccxt and (args.source != "ccxt" or args.csv is not None):
         raise CliError("--funding ccxt / --mark ccxt take the exchange's data: use them with "
                        "--source ccxt --symbol BTC/USDT:USDT (or give --funding-csv / --mark-csv)")
-    for item in getattr(args, "mark_csv", None) or []:
-        _mark_item(item)
-    if len(getattr(args, "mark_csv", None) or []) > 1:
-        raise CliError("--mark-csv: one feed takes one mark file; give it once")
+
+
+def _per_feed_files(option: str, items, names) -> dict:
+    """{feed name: file} of a repeatable '[SYMBOL=]FILE' option; one feed may omit SYMBOL."""
+    files = {}
+    for item in items or []:
+        symbol, path = _mark_item(item)
+        if symbol is None:
+            if len(names) > 1:
+                raise CliError(f"{option} {item}: with several feeds say which one it is for, "
+                               f"SYMBOL=FILE (feeds: {', '.join(names)})")
+            symbol = names[0]
+        if symbol not in names:
+            raise CliError(f"{option} {item}: no feed named {symbol!r} (feeds: "
+                           f"{', '.join(names)})")
+        if symbol in files:
+            raise CliError(f"{option}: two files for {symbol}; give one per feed")
+        files[symbol] = path
+    return files
 
 
 def _mark_item(item: str) -> tuple[str | None, str]:
@@ -820,31 +833,42 @@ def _mark_item(item: str) -> tuple[str | None, str]:
     return None, item
 
 
-def _perpetual_options_given(args) -> bool:
-    return any(getattr(args, name, None) for name in (
-        "funding_rate", "funding_csv", "funding", "mark_csv", "mark"))
+def attach_perpetual_to_feeds(args, frames) -> list:
+    """Every feed's frame with the mark price and funding the options give it (may be none).
+
+    ``--mark-csv`` / ``--funding-csv`` take ``SYMBOL=FILE`` per feed when there are several;
+    ``--mark ccxt`` / ``--funding ccxt`` load each feed's own symbol; ``--funding-rate`` is
+    the same constant for every feed (in the config).
+    """
+    from .backtest.feeds import feed_names
+    names = feed_names(frames)
+    marks = _per_feed_files("--mark-csv", getattr(args, "mark_csv", None), names)
+    fundings = _per_feed_files("--funding-csv", getattr(args, "funding_csv", None), names)
+    return [attach_perpetual_data(args, frame, mark_csv=marks.get(name),
+                                  funding_csv=fundings.get(name))
+            for frame, name in zip(frames, names)]
 
 
-def attach_perpetual_data(args, frame):
-    """The frame with the mark price and funding series the options ask for (may be none)."""
+def attach_perpetual_data(args, frame, *, mark_csv=None, funding_csv=None):
+    """One feed's frame with its mark price and funding: the files given, or ``--mark ccxt`` /
+    ``--funding ccxt`` for the feed's symbol."""
     import pandas as pd
     from .data import (load_funding_csv, load_funding_rates, load_mark_csv, load_mark_ohlcv,
                        resample_ohlcv, with_perpetual_data)
     from .data.intervals import interval_seconds
 
     mark = funding = None
-    symbol = args.symbol or DEFAULT_SYMBOL
-    marks = getattr(args, "mark_csv", None) or []
-    if marks:
-        mark = load_mark_csv(_mark_item(marks[0])[1])
+    symbol = str(frame.attrs.get("symbol") or args.symbol or DEFAULT_SYMBOL)
+    if mark_csv:
+        mark = load_mark_csv(mark_csv)
         if frame.attrs.get("interval") and mark.attrs.get("interval") != frame.attrs["interval"]:
             mark = resample_ohlcv(mark, frame.attrs["interval"])   # the trade bars' --interval
     elif getattr(args, "mark", None) == "ccxt":
         interval = frame.attrs.get("interval") or "1h"
         end = frame.index[-1] + pd.Timedelta(seconds=interval_seconds(interval) or 3600)
         mark = load_mark_ohlcv(symbol, interval, frame.index[0], end, exchange=args.exchange)
-    if getattr(args, "funding_csv", None):
-        funding = load_funding_csv(args.funding_csv)
+    if funding_csv:
+        funding = load_funding_csv(funding_csv)
     elif getattr(args, "funding", None) == "ccxt":
         day = pd.Timedelta(days=1)
         funding = load_funding_rates(symbol, frame.index[0] - day, frame.index[-1] + day,
@@ -857,8 +881,8 @@ def attach_perpetual_data(args, frame):
             raise CliError(f"the mark price ({_source_name(mark)}) has no bar at the data's "
                            f"times ({frame.index[0]} -> {frame.index[-1]})")
         if covered < len(frame):
-            print(f"note: the mark price has {covered} of the {len(frame)} bars; the trade price "
-                  "is used on the others")
+            print(f"note: the mark price of {symbol} has {covered} of the {len(frame)} bars; "
+                  "the trade price is used on the others")
     if funding is not None:
         inside = ((funding.index >= frame.index[0]) & (funding.index <= frame.index[-1])).sum()
         if not inside:

@@ -123,9 +123,46 @@ def test_an_hourly_mark_file_follows_the_interval_of_the_trade_bars(perp_files):
     args = run_backtest.build_parser().parse_args([
         "run", "--csv", str(perp_files["trade"]), "--start", BARS_FROM, "--end", BARS_TO,
         "--interval", "4h", "--mark-csv", str(perp_files["mark"])])
-    frame = run_backtest.attach_perpetual_data(args, run_backtest.load_frame(args))
+    (frame,) = run_backtest.attach_perpetual_to_feeds(args, [run_backtest.load_frame(args)])
     hourly = run_backtest.load_frame(run_backtest.build_parser().parse_args([
         "run", "--csv", str(perp_files["mark"]), "--start", "2021-05-19 12:00",
         "--end", "2021-05-19 16:00"]))
     assert frame.attrs["interval"] == "4h" and len(frame) == 15 * 6
     assert frame.loc["2021-05-19 12:00", "mark_low"] == hourly["low"].min() == 29563.37
+
+
+def test_several_feeds_take_symbol_equals_file(perp_files, shared_data, tmp_path, capsys):
+    out = tmp_path / "two"
+    eth = {"trade": shared_data / "binance_um_ETHUSDT_1h.csv",
+           "mark": shared_data / "binance_um_ETHUSDT_mark_1h.csv",
+           "funding": shared_data / "binance_um_ETHUSDT_funding_8h.csv"}
+    code = run_backtest.main([
+        "run", "--csv", f"BTC={perp_files['trade']}", "--csv", f"ETH={eth['trade']}",
+        "--start", BARS_FROM, "--end", BARS_TO, "--strategy", "buy_hold", "--leverage", "1",
+        "--mark-csv", f"BTC={perp_files['mark']}", "--mark-csv", f"ETH={eth['mark']}",
+        "--funding-csv", f"BTC={perp_files['funding']}", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    (row,) = rows_of(out)
+    # ETH has a mark file but no funding file: the row says so per feed
+    assert row["funding"] == ("BTC: binance_um_BTCUSDT_funding_8h.csv (45 settlements in the "
+                              "data's range); ETH: funding not modelled")
+    assert row["trigger_price"] == ("BTC: mark price (binance_um_BTCUSDT_mark_1h.csv); "
+                                    "ETH: mark price (binance_um_ETHUSDT_mark_1h.csv)")
+    assert row["funding_payments"] > 0
+
+
+@pytest.mark.parametrize("marks, fragment", [
+    (["{btc}"], "say which one it is for"),
+    (["SOL={btc}"], "no feed named 'SOL'"),
+    (["BTC={btc}", "BTC={btc}"], "two files for BTC"),
+])
+def test_bad_symbol_equals_file(perp_files, shared_data, tmp_path, capsys, marks, fragment):
+    extra = []
+    for item in marks:
+        extra += ["--mark-csv", item.format(btc=perp_files["mark"])]
+    code = run_backtest.main([
+        "run", "--csv", f"BTC={perp_files['trade']}",
+        "--csv", f"ETH={shared_data / 'binance_um_ETHUSDT_1h.csv'}",
+        "--start", BARS_FROM, "--end", BARS_TO, "--out", str(tmp_path / "bad")] + extra)
+    assert code == 2 and fragment in capsys.readouterr().err
