@@ -510,8 +510,11 @@ def _run_settings(args, leverages, *, workers, scheduler, frames=None) -> int:
     check_scheduler(scheduler)                   # a bad address before loading data
     if frames is None:
         _check_perpetual_options(args)
-        frames = attach_perpetual_to_feeds(args, load_frames(args))
-    _check_feeds(frames, configs[0])
+        frames = load_frames(args)
+        _check_feeds(frames, configs[0])
+        frames = attach_perpetual_to_feeds(args, frames)
+    else:
+        _check_feeds(frames, configs[0])
     prepare_output_dir(args.out)                 # the inputs are good: now the folder
     for frame in frames:
         _announce_data(frame)
