@@ -53,6 +53,27 @@ class SweepResult:
         """The metrics rows as dicts (what ``metrics.json`` holds)."""
         return [result.row for result in self.results]
 
+    def margin_modes(self) -> pd.DataFrame:
+        """Isolated vs cross per leverage, for a sweep run with ``margin_mode=["isolated", "cross"]``.
+
+        One row per leverage (:func:`backtest.compare.mode_comparison`): ``leverage``;
+        ``isolated_<x>`` and ``cross_<x>`` for x in final_value, max_drawdown,
+        liquidations, liquidation_loss (quote currency; drawdown a positive fraction);
+        ``better`` ('isolated', 'cross' or None), ``difference`` (how much less the
+        better mode lost, quote) and ``sentence``. Empty when only one mode ran.
+        """
+        from .backtest.compare import COMPARED, MODES, mode_comparison
+        columns = ["leverage"] + [f"{mode}_{key}" for mode in MODES for key in COMPARED] + [
+            "better", "difference", "sentence"]
+        records = []
+        for entry in mode_comparison(self.rows):
+            record = {"leverage": entry["leverage"], "better": entry["better"],
+                      "difference": entry["difference"], "sentence": entry["sentence"]}
+            for mode in MODES:
+                record.update({f"{mode}_{key}": entry[mode][key] for key in COMPARED})
+            records.append(record)
+        return pd.DataFrame(records, columns=columns)
+
     def write(self, folder, *, refine: bool = True, static: bool = False) -> dict:
         """Write the output folder (report.html, metrics.json/.csv, series.npz, summary.json,
         liquidations.csv, trades.csv), exactly as the command line does.
@@ -109,7 +130,11 @@ def sweep(strategy, data, leverages, *, strategy_params=None, feed_leverage=None
         defaults: ``cash=10000``, ``commission=0.0004``, ``maintenance_margin_rate=0.005``,
         ``tiers=None``, ``liquidation_fee_rate=None``, ``negative_balance='absorb'``,
         ``lot_size=0.001``, ``exposure='scaled'``, ``percents=90``, ``margin_mode='isolated'``,
-        ``funding_rate=None``, ...
+        ``funding_rate=None``, ... ``margin_mode`` may name both modes
+        (``["isolated", "cross"]`` or ``"isolated,cross"``, like ``--margin-mode``): every
+        leverage then runs in each (rows leverage first, then mode) and
+        :meth:`SweepResult.margin_modes` compares them. ``feed_tiers`` is
+        ``{feed name: tier table}`` (like ``--feed-tiers``).
 
     Raises ``ValueError`` / ``TypeError`` (bad strategy, param, option or feed name) and
     ``DataError`` (unreadable data) before anything runs.
@@ -120,18 +145,36 @@ def sweep(strategy, data, leverages, *, strategy_params=None, feed_leverage=None
 
     frames = _frames(data, start, end)
     names = feed_names(frames)
-    configs = build_configs(strategy, list(leverages), strategy_params=strategy_params,
-                            feed_leverage=feed_leverage, **options)
+    modes = _margin_modes(options.pop("margin_mode", None))
+    configs = [config for leverage in leverages for mode in modes
+               for config in build_configs(strategy, [leverage], strategy_params=strategy_params,
+                                           feed_leverage=feed_leverage, margin_mode=mode,
+                                           **dict(options))]
     if not configs:
         raise ValueError("no leverage given: pass e.g. [1, 5, 20]")
-    unknown = sorted(set(dict(configs[0].feed_leverage)) - set(names))
-    if unknown:
-        raise ValueError(f"feed_leverage: no feed named {unknown[0]!r}; the feeds are "
-                         f"{', '.join(names)}")
+    for option, pairs in (("feed_leverage", configs[0].feed_leverage),
+                          ("feed_tiers", configs[0].feed_tiers)):
+        unknown = sorted(set(dict(pairs)) - set(names))
+        if unknown:
+            raise ValueError(f"{option}: no feed named {unknown[0]!r}; the feeds are "
+                             f"{', '.join(names)}")
     results = run_sweep(frames, configs, workers=workers, scheduler=scheduler,
                         progress=progress)
     return SweepResult(results=results, configs=configs, frames=frames, workers=workers,
                        scheduler=scheduler)
+
+
+def _margin_modes(value) -> list:
+    """``margin_mode`` as a list of modes: None -> the default, 'a,b' or ['a', 'b'] -> both."""
+    from .backtest.config import DEFAULTS, MARGIN_MODES
+    if value is None:
+        return [DEFAULTS.margin_mode]
+    modes = [part.strip() for part in value.split(",")] if isinstance(value, str) else list(value)
+    bad = [mode for mode in modes if mode not in MARGIN_MODES]
+    if bad or not modes or len(set(modes)) != len(modes):
+        raise ValueError(f"margin_mode must be one of {MARGIN_MODES} or a list of them, each "
+                         f"once; got {value!r}")
+    return modes
 
 
 def _frames(data, start, end) -> list:

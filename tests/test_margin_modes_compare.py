@@ -144,3 +144,29 @@ def test_apply_feed_tiers_sets_the_named_feeds_table():
     assert broker.tiers_for(feeds[0])[2].notional_floor == 500_000
     with pytest.raises(ValueError, match="no such feed"):
         apply_feed_tiers(broker, feeds, BacktestConfig(feed_tiers=(("SOL", "binance_ethusdt_perp"),)))
+
+
+def test_python_sweep_runs_both_modes_like_the_cli(small_csv, tmp_path, capsys):
+    import backtrader_leverage as btl
+    result = btl.sweep("sma_cross", str(small_csv), [2, 40], margin_mode=["isolated", "cross"],
+                       workers=1)
+    assert list(zip(result.metrics["leverage"], result.metrics["margin_mode"])) == [
+        (2.0, "isolated"), (2.0, "cross"), (40.0, "isolated"), (40.0, "cross")]
+    table = result.margin_modes()
+    assert list(table["leverage"]) == [2.0, 40.0]
+    assert list(table["sentence"]) == [entry["sentence"] for entry in mode_comparison(result.rows)]
+    assert table.loc[1, "cross_final_value"] == result.rows[3]["final_value"]
+    # the same settings from the command line give the same rows (timing aside)
+    out = tmp_path / "cli"
+    assert run_backtest.main(["sweep", "--csv", str(small_csv), "--leverage", "2,40",
+                              "--margin-mode", "isolated,cross", "--workers", "1", "--no-refine",
+                              "--out", str(out)]) == 0
+    cli_rows = json.loads((out / "metrics.json").read_text())
+    for api_row, cli_row in zip(result.rows, cli_rows):
+        assert {k: v for k, v in api_row.items() if k != "seconds"} == \
+            {k: v for k, v in cli_row.items() if k != "seconds"}
+    assert btl.sweep("sma_cross", str(small_csv), [2], workers=1).margin_modes().empty
+    with pytest.raises(ValueError, match="margin_mode"):
+        btl.sweep("sma_cross", str(small_csv), [2], margin_mode="portfolio")
+    with pytest.raises(ValueError, match="feed_tiers: no feed named 'ETH'"):
+        btl.sweep("sma_cross", str(small_csv), [2], feed_tiers={"ETH": "binance_ethusdt_perp"})
