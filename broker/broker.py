@@ -287,6 +287,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self._last_owner = {}
         self._last_seen = {}
         self._lines_by_data = {}  # feed -> its line buffers (see _feed_lines)
+        self._datetime_by_data = {}  # feed -> (day number, datetime) of its current bar
         self._liquidation_price_cache = {}
         self.liquidations = []
         self.negative_balance_episodes = []
@@ -654,8 +655,18 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def _bar_datetime(self, data=None):
         feeds = [data] if data is not None else getattr(self, "cerebro", None) and self.cerebro.datas
-        stamps = [feed.datetime.datetime(0) for feed in feeds or () if len(feed)]
+        stamps = [self._feed_datetime(feed) for feed in feeds or () if len(feed)]
         return max(stamps) if stamps else None
+
+    def _feed_datetime(self, data):
+        """``data.datetime.datetime(0)``, converted once per bar (several cash flows share a bar)."""
+        line = data.lines.datetime
+        number = line[0]
+        cached = self._datetime_by_data.get(data)
+        if cached is None or cached[0] != number:
+            cached = (number, line.datetime(0))
+            self._datetime_by_data[data] = cached
+        return cached[1]
 
     def _feed_name(self, data):
         if data._name:
@@ -1234,7 +1245,10 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def _mark_close(self, data):
         mark = self._mark_now.get(data)
-        return data.close[0] if mark is None else mark.close
+        if mark is not None:
+            return mark.close
+        close_line = self._feed_lines(data)[5]
+        return close_line.array[close_line._idx]
 
     def _refresh_marks(self, ticks):
         """This bar's mark OHLC of every ticking feed that has a mark price (None: trade price)."""
@@ -1284,7 +1298,8 @@ class MarginBroker(bt.brokers.BackBroker):
         smallest spacing seen so far (the next bar's spacing on the first bar
         of a preloaded feed). Times skipped in a data gap go to the next bar.
         """
-        bar_start = day_number_to_seconds(data.datetime[0])
+        datetime_line = self._feed_lines(data)[1]
+        bar_start = day_number_to_seconds(datetime_line.array[datetime_line._idx])
         previous = self._previous_bar_start.get(data)
         self._previous_bar_start[data] = bar_start
         length = self._bar_seconds.get(data)
