@@ -143,11 +143,13 @@ def _tick_prices(data, bar=None):
 
     ``bar``: the bar's (open, high, low, close) when the caller has read them already.
     """
+    tick = [getattr(data, name, None) for name in _TICK_ATTRIBUTES]
+    if None not in tick:
+        return tuple(tick)
     if bar is None:
         bar = (data.open[0], data.high[0], data.low[0], data.close[0])
     return tuple(bar_price if tick_price is None else tick_price
-                 for bar_price, tick_price in
-                 zip(bar, [getattr(data, name, None) for name in _TICK_ATTRIBUTES]))
+                 for bar_price, tick_price in zip(bar, tick))
 
 
 def _real_param(value, name, allowed, test, unit, none_ok=False):
