@@ -716,17 +716,21 @@ class MarginBroker(bt.brokers.BackBroker):
         if self.p.checksubmit:
             self.check_submitted()
         self._process_order_history()
-        self._expire_orders()
+        # the order passes below scan self.pending: on the usual bar it is empty
+        if self.pending:
+            self._expire_orders()
         ticks = self._new_ticks()
-        self._refresh_marks(ticks)
-        if self.p.coc:
+        if self._mark_by_data:
+            self._refresh_marks(ticks)
+        if self.p.coc and self.pending:
             self._fill_market_orders(cheat_on_close_only=True)
         if self._cross:
             self._liquidate_cross_on_gap(ticks)
         else:
             for data, tick in ticks.items():
                 self._liquidate_on_gap(data, tick)
-        self._fill_market_orders(ticks=ticks)
+        if self.pending:
+            self._fill_market_orders(ticks=ticks)
         for data, tick in ticks.items():
             if tick.new_bar:
                 self._pay_funding(data)
@@ -735,9 +739,10 @@ class MarginBroker(bt.brokers.BackBroker):
         else:
             for data, tick in ticks.items():
                 self._walk_price_path(data, tick)
-        self._fill_close_orders()
-        for data in ticks:
-            self._trail_stops(data)
+        if self.pending:
+            self._fill_close_orders()
+            for data in ticks:
+                self._trail_stops(data)
         self._get_value()
 
     def _new_ticks(self):
