@@ -713,7 +713,7 @@ class MarginBroker(bt.brokers.BackBroker):
     def next(self):
         while self._toactivate:
             self._toactivate.popleft().activate()
-        if self.p.checksubmit:
+        if self.p.checksubmit and self.submitted:
             self.check_submitted()
         self._process_order_history()
         # the order passes below scan self.pending: on the usual bar it is empty
