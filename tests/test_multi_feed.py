@@ -143,3 +143,16 @@ def test_feed_names_and_clock(perp_csvs):
     assert len(clock([eth, btc])) == 1464 and clock([eth, btc]).is_monotonic_increasing
     with pytest.raises(ValueError, match="unknown feed 'SOL'"):
         run_one([btc, eth], BacktestConfig(feed_leverage=(("SOL", 2.0),)))
+
+
+def test_symbol_list_gives_one_feed_per_ticker(tmp_path):
+    out = tmp_path / "symbols"
+    assert run_backtest.main(["run", "--symbol", "BTC-USD,ETH-USD", "--source", "synthetic",
+                              "--interval", "1h", "--start", "2022-01-01", "--end", "2022-02-01",
+                              "--feed-leverage", "SYNTHETIC-ETH-USD=2", "--leverage", "5",
+                              "--out", str(out)]) == 0
+    (row,) = read_rows(out)
+    assert row["symbol"] == "SYNTHETIC-BTC-USD,SYNTHETIC-ETH-USD" and row["synthetic"] is True
+    assert list(json.loads(row["liquidations_by_feed"])) == ["SYNTHETIC-BTC-USD",
+                                                             "SYNTHETIC-ETH-USD"]
+    assert row["bars"] == 31 * 24                       # both feeds on the same hours

@@ -249,3 +249,22 @@ def test_api_takes_frames_by_name_and_checks_options(btc_csv):
         btl.sweep("sma_cross", frame, [2], cahs=5)
     with pytest.raises(StrategySpecError):
         btl.sweep("nope.py:X", frame, [2])
+
+
+def test_a_strategy_file_is_reimported_by_dask_workers(btc_csv, user_file):
+    # dask starts its worker processes fresh (spawn): they import the class from its path
+    distributed = pytest.importorskip("dask.distributed")
+    from backtrader_leverage.backtest import sweep
+    from backtrader_leverage.backtest.config import build_configs
+
+    frame = load_csv(btc_csv)
+    configs = build_configs(f"{user_file}:MyCross", [1, 5])
+    with distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as cluster:
+        on_dask = sweep(frame, configs, scheduler=cluster, progress=False)
+    in_process = sweep(frame, configs, workers=1, progress=False)
+
+    def comparable(row):
+        return {key: value for key, value in row.items() if key != "seconds"}
+    assert all(result.row["error"] is None for result in on_dask)
+    assert [comparable(r.row) for r in on_dask] == [comparable(r.row) for r in in_process]
