@@ -784,7 +784,8 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def _expire_orders(self):
         for order in list(self.pending):
-            if order.expire():
+            # an earlier expiry's OCO check may already have cancelled (and removed) this one
+            if order in self.pending and order.expire():
                 self.pending.remove(order)
                 self.notify(order)
                 self._ococheck(order)

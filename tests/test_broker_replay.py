@@ -203,3 +203,34 @@ def test_real_hourly_replayed_into_daily_matches_backbroker(shared_data):
     assert len(back.fills) > 80  # trades on ticks all through the month
     assert margin.fills == back.fills
     assert margin.broker.getvalue() == pytest.approx(back.broker.getvalue(), abs=1e-6)
+
+
+class OcoPairExpiring(bt.Strategy):
+    """An OCO pair (buy stop above, buy limit below) valid one bar, never touched."""
+
+    def __init__(self):
+        self.statuses = []
+
+    def notify_order(self, order):
+        self.statuses.append((order.ref, order.getstatusname()))
+
+    def next(self):
+        if len(self) == 1:
+            valid = self.data.datetime.datetime(0)
+            first = self.buy(size=1.0, exectype=bt.Order.Stop, price=150.0, valid=valid)
+            self.buy(size=1.0, exectype=bt.Order.Limit, price=50.0, oco=first, valid=valid)
+
+
+@pytest.mark.parametrize("make_broker", [back_broker, lambda: margin_broker(leverage=2)],
+                         ids=["BackBroker", "MarginBroker"])
+def test_oco_members_expiring_on_the_same_bar(make_broker):
+    """Both members expire at once: the first's OCO cancel must not trip the second's expiry."""
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.broker = make_broker()
+    cerebro.adddata(bars_feed([flat(100.0)] * 4))
+    cerebro.addstrategy(OcoPairExpiring)
+    strategy = cerebro.run()[0]
+    final = {}
+    for ref, status in strategy.statuses:
+        final[ref] = status
+    assert sorted(final.values()) in (["Canceled", "Expired"], ["Expired", "Expired"])
