@@ -59,7 +59,8 @@ class SweepResult:
         One row per leverage (:func:`backtest.compare.mode_comparison`): ``leverage``;
         ``isolated_<x>`` and ``cross_<x>`` for x in final_value, max_drawdown,
         liquidations, liquidation_loss (quote currency; drawdown a positive fraction);
-        ``better`` ('isolated', 'cross' or None), ``difference`` (how much less the
+        ``better`` ('isolated', 'cross', or missing when both ended the same or a run
+        failed), ``difference`` (how much less the
         better mode lost, quote) and ``sentence``. Empty when only one mode ran.
         """
         from .backtest.compare import COMPARED, MODES, mode_comparison
