@@ -230,9 +230,17 @@ def cagr(start_value: float, end_value: float, years: float | None) -> float | N
         return None
 
 
+# A drawdown this small is floating-point noise in the equity curve (a few ulps), not a loss:
+# dividing by it would give a meaningless, unstable ratio.
+NOISE_DRAWDOWN = 1e-12
+
+
 def calmar_ratio(growth: float | None, max_drawdown: float) -> float | None:
-    """CAGR / max drawdown (positive fraction); None when either is undefined or 0."""
-    if growth is None or not max_drawdown:
+    """CAGR / max drawdown (positive fraction); None when either is undefined or 0.
+
+    A drawdown at or below ``NOISE_DRAWDOWN`` (1e-12) counts as 0: no real drawdown.
+    """
+    if growth is None or not max_drawdown or max_drawdown <= NOISE_DRAWDOWN:
         return None
     return finite_or_none(growth / max_drawdown)
 
