@@ -484,7 +484,7 @@ def command_demo() -> int:
     print("No arguments given: running the demo, a leverage sweep of sma_cross "
           f"({DEFAULT_SWEEP_LEVERAGES}x) on the bundled real Binance BTCUSDT perpetual sample "
           "(1h, 2021-2022) with its funding payments and mark-price liquidation on. See "
-          "'python run_backtest.py --help' for your own runs (synthetic data: --source synthetic).")
+          f"'{_program_name()} --help' for your own runs (synthetic data: --source synthetic).")
     frame = load_perpetual_sample()
     args = build_parser().parse_args(["sweep", "--out", str(DEFAULT_OUT / "demo")])
     return _run_settings(args, parse_leverages(DEFAULT_SWEEP_LEVERAGES), workers=None,
@@ -1040,7 +1040,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command is None:
             raise CliError("choose a command: run, sweep, ruin or report (see "
-                           "'run_backtest.py --help')")
+                           f"'{_program_name()} --help')")
         return args.handler(args)
     except (CliError, DataError, OutputError, SchedulerError) as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
