@@ -61,8 +61,7 @@ from .feeds import feed_names
 from .metrics import data_identity
 from .results import OutputError
 from .single import apply_feed_tiers, apply_perpetual_data, make_broker
-from .sweep import (DASK_INSTALL_HINT, SCHEDULER_CONNECT_TIMEOUT, SchedulerError,
-                    check_scheduler, default_workers)
+from .sweep import dask_client, default_workers
 
 RUIN_KEYS = ("leverage", "paths", "p_liquidation", "p_liquidation_ci", "p_ruin", "p_ruin_ci",
              "final_p05", "final_median", "final_p95", "max_drawdown_median")
@@ -439,20 +438,9 @@ def _run_process_pool(frame, tasks, workers, bar) -> list:
 
 
 def _run_dask(frame, tasks, scheduler, bar) -> list:
-    try:
-        from dask.distributed import Client, as_completed as dask_as_completed
-    except ImportError:
-        raise SchedulerError("--scheduler needs dask.distributed, which is not installed: "
-                             f"{DASK_INSTALL_HINT}") from None
-    check_scheduler(scheduler)   # no half-built Client (its finaliser hangs) for a bad address
-    try:
-        client = scheduler if isinstance(scheduler, Client) else Client(
-            scheduler, timeout=SCHEDULER_CONNECT_TIMEOUT, set_as_default=False)
-    except (OSError, TimeoutError, ValueError, TypeError) as error:
-        raise SchedulerError(f"cannot reach the dask scheduler {scheduler}: "
-                             f"{' '.join(str(error).split())}") from None
-    owns_client = client is not scheduler
-    try:
+    with dask_client(scheduler) as client:
+        from dask.distributed import as_completed as dask_as_completed
+
         frame_future = client.scatter(frame, broadcast=True, hash=False)
         futures = {client.submit(run_ruin_task, frame_future, task, pure=False): task
                    for task in tasks}
@@ -466,9 +454,6 @@ def _run_dask(frame, tasks, scheduler, bar) -> list:
                 raise _task_failed(futures[future], error) from None
             bar.update(1)
         return blocks
-    finally:
-        if owns_client:
-            client.close()
 
 
 def _progress_bar(total: int, progress: bool | None):

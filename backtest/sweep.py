@@ -21,6 +21,7 @@ Backends, all calling the same task function :func:`backtest.single.run_task`:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -244,9 +245,15 @@ def check_scheduler(scheduler) -> None:
         raise unreachable("the address answers, but not as a dask scheduler")
 
 
-def _sweep_dask(frame, configs, scheduler, bar) -> list[BacktestResult]:
+@contextlib.contextmanager
+def dask_client(scheduler):
+    """A dask ``Client`` for ``scheduler`` (an address or a Client), closed after if we opened it.
+
+    The address is checked first (``check_scheduler``): a half-built Client's finaliser hangs.
+    A bad or unreachable scheduler is a ``SchedulerError``.
+    """
     try:
-        from dask.distributed import Client, as_completed as dask_as_completed
+        from dask.distributed import Client
     except ImportError:
         raise SchedulerError("--scheduler needs dask.distributed, which is not installed: "
                              f"{DASK_INSTALL_HINT}") from None
@@ -257,8 +264,17 @@ def _sweep_dask(frame, configs, scheduler, bar) -> list[BacktestResult]:
     except (OSError, TimeoutError, ValueError, TypeError) as error:
         raise SchedulerError(f"cannot reach the dask scheduler {scheduler}: "
                              f"{' '.join(str(error).split())}") from None
-    owns_client = client is not scheduler
     try:
+        yield client
+    finally:
+        if client is not scheduler:
+            client.close()
+
+
+def _sweep_dask(frame, configs, scheduler, bar) -> list[BacktestResult]:
+    with dask_client(scheduler) as client:
+        from dask.distributed import as_completed as dask_as_completed
+
         # attrs travel with the frame (data identity), so the frame is scattered pickled whole.
         frame_future = client.scatter(frame, broadcast=True, hash=False)
         futures = {client.submit(run_task, frame_future, config, pure=False): index
@@ -272,9 +288,6 @@ def _sweep_dask(frame, configs, scheduler, bar) -> list[BacktestResult]:
                 results[index] = _failed(frame, configs[index], f"{type(error).__name__}: {error}")
             bar.update(1)
         return results
-    finally:
-        if owns_client:
-            client.close()
 
 
 def _failed(frame, config, message) -> BacktestResult:
