@@ -52,34 +52,32 @@ class _Parser(argparse.ArgumentParser):
 
 
 # -- argument parsing -----------------------------------------------------------------------
-def _positive_float(text: str) -> float:
+def _checked_float(text: str, accept, allowed: str) -> float:
+    """``text`` as a finite float for which ``accept(value)`` holds, else an argparse error."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    if not (math.isfinite(value) and accept(value)):
+        raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    return _checked_float(text, lambda value: value > 0, "a finite number > 0")
 
 
 def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and 0 <= value < 1):
-        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1), got {text!r}")
-    return value
+    return _checked_float(text, lambda value: 0 <= value < 1, "a fraction in [0, 1)")
 
 
 def _open_fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and 0 < value < 1):
-        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), got {text!r}")
-    return value
+    return _checked_float(text, lambda value: 0 < value < 1, "a fraction in (0, 1)")
+
+
+def _funding_rate(text: str) -> float:
+    return _checked_float(text, lambda value: abs(value) <= 0.05,
+                          "a fraction within ±0.05 per interval (0.0001 = 0.01 %)")
 
 
 def parse_leverages(text: str) -> list[float]:
@@ -223,13 +221,6 @@ def _whole_number(low: int):
     return convert
 
 
-def _open_fraction(text: str) -> float:
-    value = _fraction(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), got {text!r}")
-    return value
-
-
 def _add_ruin_parser(commands, common) -> None:
     from .backtest.ruin import (DEFAULT_BLOCK_HOURS, DEFAULT_PATHS, DEFAULT_RUIN_LEVEL,
                                 DEFAULT_SEED)
@@ -326,17 +317,6 @@ def _add_perpetual_options(common) -> None:
                       "SYMBOL=FILE, repeated")
     mark.add_argument("--mark", choices=("ccxt",), help="mark-price klines from the exchange "
                       "(with --source ccxt)")
-
-
-def _funding_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and abs(value) <= 0.05):
-        raise argparse.ArgumentTypeError(f"must be a fraction within ±0.05 per interval "
-                                         f"(0.0001 = 0.01 %%), got {text!r}")
-    return value
 
 
 def _add_account_options(common, strategy_names, defaults) -> None:
