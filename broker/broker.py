@@ -79,6 +79,35 @@ class Tick(collections.namedtuple("Tick", "open high low close new_bar")):
     """
 
 
+class _FeedState:
+    """What the broker keeps per feed between bars (one object, no per-bar dict lookups).
+
+    ``lines``: (length, datetime, open, high, low, close) line buffers: per bar
+    the broker reads ``len(data)`` and ``data.<line>[0]`` through them
+    (``lencount``, ``array[_idx]``, what LineBuffer's own ``__len__`` and
+    ``__getitem__(0)`` return) without backtrader's per-access lookups.
+    ``last_seen``: (length, datetime, open, high, low, close) of the last tick;
+    ``previous_bar_start``, ``bar_seconds``, ``funding_paid_until``: the
+    funding clock (see ``MarginBroker._funding_window``); ``datetime``: the
+    current bar's (day number, datetime), converted once per bar.
+    """
+
+    __slots__ = ("lines", "length_line", "datetime_line", "open_line", "high_line",
+                 "low_line", "close_line", "last_seen", "previous_bar_start", "bar_seconds",
+                 "funding_paid_until", "datetime")
+
+    def __init__(self, data):
+        owned = data.lines
+        self.lines = (owned[0], owned.datetime, owned.open, owned.high, owned.low, owned.close)
+        (self.length_line, self.datetime_line, self.open_line, self.high_line,
+         self.low_line, self.close_line) = self.lines
+        self.last_seen = None
+        self.previous_bar_start = None
+        self.bar_seconds = None
+        self.funding_paid_until = None
+        self.datetime = None        # (day number, datetime) of the current bar, converted once
+
+
 _PATH_EXECTYPES = (Order.Limit, Order.Stop, Order.StopTrail, Order.StopLimit, Order.StopTrailLimit)
 _OPEN_EXECTYPES = (Order.Market, Order.Historical)
 
@@ -287,18 +316,13 @@ class MarginBroker(bt.brokers.BackBroker):
         self._margins = collections.defaultdict(float)
         self._opened_dt = {}
         self._last_owner = {}
-        self._last_seen = {}
-        self._lines_by_data = {}  # feed -> its line buffers (see _feed_lines)
-        self._datetime_by_data = {}  # feed -> (day number, datetime) of its current bar
+        self._feed_states = {}  # feed -> _FeedState
         self._liquidation_price_cache = {}
         self.liquidations = []
         self.negative_balance_episodes = []
         self.insurance_fund = 0.0
         self.ledger = []
         self.funding_payments = []
-        self._funding_paid_until = {}
-        self._previous_bar_start = {}
-        self._bar_seconds = {}
         self._mark_now = {}
         self._warned = set()
 
@@ -425,15 +449,23 @@ class MarginBroker(bt.brokers.BackBroker):
             return None
         if self._cross:
             return self._cross_liquidation_price(data, self._cross_prices())
-        # asked several times a bar (gap, each path segment, analyzers): recompute on change only
-        state = (position.size, position.price, self._margins[data])
+        return self._isolated_liquidation_price(data, position)
+
+    def _isolated_liquidation_price(self, data, position):
+        """``liquidation_price`` of ``data``'s open isolated ``position``.
+
+        Asked several times a bar (gap, each path segment, analyzers): recomputed
+        only when the size, entry price or isolated margin changed.
+        """
+        margin = self._margins[data]
         cached = self._liquidation_price_cache.get(data)
-        if cached is not None and cached[0] == state:
-            return cached[1]
+        if cached is not None and cached[0] == position.size and cached[1] == position.price \
+                and cached[2] == margin:
+            return cached[3]
         side = 1 if position.size > 0 else -1
         price, _tier = mm.tiered_liquidation_price(side, abs(position.size), position.price,
-                                                   self._margins[data], self._tiers_for(data))
-        self._liquidation_price_cache[data] = (state, price)
+                                                   margin, self._tiers_for(data))
+        self._liquidation_price_cache[data] = (position.size, position.price, margin, price)
         return price
 
     def add_margin(self, data, amount):
@@ -639,10 +671,17 @@ class MarginBroker(bt.brokers.BackBroker):
         if not amount:
             return
         self.cash += amount
-        dt = self._bar_datetime(data)
-        self.ledger.append(CashFlow(dt, self._feed_name(data) if data is not None else None,
-                                    reason, amount, self.cash))
-        self._track_negative_balance(dt)
+        if data is None:
+            dt, name = self._bar_datetime(), None
+        else:
+            state = self._feed_states.get(data) or self._feed_state(data)
+            dt = self._feed_datetime(data, state) if state.length_line.lencount else None
+            name = self._feed_name(data)
+        self.ledger.append(CashFlow(dt, name, reason, amount, self.cash))
+        episodes = self.negative_balance_episodes
+        # the usual flow: wallet positive, no episode open
+        if self.cash < 0 or (episodes and episodes[-1].end is None):
+            self._track_negative_balance(dt)
 
     def _track_negative_balance(self, dt):
         episodes = self.negative_balance_episodes
@@ -660,14 +699,14 @@ class MarginBroker(bt.brokers.BackBroker):
         stamps = [self._feed_datetime(feed) for feed in feeds or () if len(feed)]
         return max(stamps) if stamps else None
 
-    def _feed_datetime(self, data):
+    def _feed_datetime(self, data, state=None):
         """``data.datetime.datetime(0)``, converted once per bar (several cash flows share a bar)."""
-        line = data.lines.datetime
-        number = line[0]
-        cached = self._datetime_by_data.get(data)
+        state = state or self._feed_states.get(data) or self._feed_state(data)
+        line = state.datetime_line
+        number = line.array[line._idx]
+        cached = state.datetime
         if cached is None or cached[0] != number:
-            cached = (number, line.datetime(0))
-            self._datetime_by_data[data] = cached
+            cached = state.datetime = (number, line.datetime(0))
         return cached[1]
 
     def _feed_name(self, data):
@@ -694,13 +733,19 @@ class MarginBroker(bt.brokers.BackBroker):
             self._cash_flow(self._cash_addition.popleft(), "deposit")
         equity = self.cash
         notional = 0.0
+        marks, states, margins = self._mark_now, self._feed_states, self._margins
         for data, position in self.positions.items():
-            if position.size:
-                side = 1 if position.size > 0 else -1
-                close = self._mark_close(data)
-                equity += self._margins[data] + mm.unrealized_pnl(side, abs(position.size),
-                                                                  position.price, close)
-                notional += abs(position.size) * close
+            size = position.size
+            if size:
+                mark = marks.get(data)
+                if mark is None:
+                    close_line = (states.get(data) or self._feed_state(data)).close_line
+                    close = close_line.array[close_line._idx]
+                else:
+                    close = mark.close
+                side = 1 if size > 0 else -1
+                equity += margins[data] + mm.unrealized_pnl(side, abs(size), position.price, close)
+                notional += abs(size) * close
         self._value = self._valuelever = equity
         self._valuemkt = self._valuemktlever = equity - self.cash
         self._leverage = notional / equity if equity > 0 else (0.0 if not notional else math.inf)
@@ -715,7 +760,8 @@ class MarginBroker(bt.brokers.BackBroker):
             self._toactivate.popleft().activate()
         if self.p.checksubmit and self.submitted:
             self.check_submitted()
-        self._process_order_history()
+        if self._userhist:               # user order history (add_order_history): rare
+            self._process_order_history()
         # the order passes below scan self.pending: on the usual bar it is empty
         if self.pending:
             self._expire_orders()
@@ -752,35 +798,44 @@ class MarginBroker(bt.brokers.BackBroker):
         length, so the bar's values, not only its length, tell what is new.
         """
         ticks = {}
+        states = self._feed_states
         for data in self.cerebro.datas:
-            length_line, *price_lines = self._feed_lines(data)
-            length = length_line.lencount        # len(data)
+            state = states.get(data) or self._feed_state(data)
+            length = state.length_line.lencount        # len(data)
             if not length:
                 continue
+            line = state.datetime_line
+            stamp = line.array[line._idx]
+            line = state.open_line
+            open_ = line.array[line._idx]
+            line = state.high_line
+            high = line.array[line._idx]
+            line = state.low_line
+            low = line.array[line._idx]
+            line = state.close_line
+            close = line.array[line._idx]
             # a replayed bar is restamped by each tick: the stamp tells a new tick
-            seen = (length, *[line.array[line._idx] for line in price_lines])
-            last = self._last_seen.get(data)
+            seen = (length, stamp, open_, high, low, close)
+            last = state.last_seen
             if seen == last:
                 continue
-            self._last_seen[data] = seen
-            ticks[data] = Tick(*_tick_prices(data, seen[2:]),
-                               new_bar=last is None or last[0] != seen[0])
+            state.last_seen = seen
+            try:
+                tick = Tick(data.tick_open, data.tick_high, data.tick_low, data.tick_close,
+                            last is None or last[0] != length)
+            except AttributeError:      # a feed without backtrader's tick_* attributes
+                tick = None
+            if tick is None or None in tick:
+                tick = Tick(*_tick_prices(data, seen[2:]), last is None or last[0] != length)
+            ticks[data] = tick
         return ticks
 
-    def _feed_lines(self, data):
-        """(length line, datetime, open, high, low, close) line buffers of ``data``, cached.
-
-        Per bar the broker reads ``len(data)`` and ``data.<line>[0]``; through the
-        line objects (``lencount``, ``array[_idx]``, what LineBuffer's own
-        ``__len__``/``__getitem__(0)`` return) it skips backtrader's per-access
-        attribute lookups (profile of issue 15: ~30 % of ``next``).
-        """
-        lines = self._lines_by_data.get(data)
-        if lines is None:
-            owned = data.lines
-            lines = (owned[0], owned.datetime, owned.open, owned.high, owned.low, owned.close)
-            self._lines_by_data[data] = lines
-        return lines
+    def _feed_state(self, data):
+        """The ``_FeedState`` of ``data``, made on first use."""
+        state = self._feed_states.get(data)
+        if state is None:
+            state = self._feed_states[data] = _FeedState(data)
+        return state
 
     def _expire_orders(self):
         for order in list(self.pending):
@@ -838,18 +893,21 @@ class MarginBroker(bt.brokers.BackBroker):
     def _walk_price_path(self, data, tick):
         """Trigger resting orders and the liquidation price in the order the path meets them."""
         open_, high, low, close = tick.open, tick.high, tick.low, tick.close
-        size = self.positions[data].size
-        low_first = size > 0 if size else (open_ - low) <= (high - open_)
-        path = (open_, low, high, close) if low_first else (open_, high, low, close)
-        mark_path = self._mark_path(data, tick, low_first)
-        if mark_path is None and not self._has_path_orders(data):
+        position = self.positions[data]
+        size = position.size
+        if (not tick.new_bar or self._mark_now.get(data) is None) and \
+                not (self.pending and self._has_path_orders(data)):
             # only the liquidation price can trigger: skip the walk when the path
             # never reaches it (flat: nothing can; the usual bar of a position: the same)
             if not size:
                 return
-            level = self.liquidation_price(data)
-            if (size > 0 and min(path) > level) or (size < 0 and max(path) < level):
+            level = self._isolated_liquidation_price(data, position)
+            if (size > 0 and min(open_, high, low, close) > level) or \
+                    (size < 0 and max(open_, high, low, close) < level):
                 return
+        low_first = size > 0 if size else (open_ - low) <= (high - open_)
+        path = (open_, low, high, close) if low_first else (open_, high, low, close)
+        mark_path = self._mark_path(data, tick, low_first)
         tried = set()
         for number, (segment_start, segment_end) in enumerate(zip(path, path[1:])):
             price = segment_start
@@ -932,9 +990,10 @@ class MarginBroker(bt.brokers.BackBroker):
     # ------------------------------------------------------------------
     def _liquidate_on_gap(self, data, tick):
         """Liquidate at the tick's open when it opened past the liquidation price."""
-        size = self.positions[data].size
+        position = self.positions[data]
+        size = position.size
         if size:
-            level = self.liquidation_price(data)
+            level = self._isolated_liquidation_price(data, position)
             mark = self._mark_now.get(data) if tick.new_bar else None
             trigger = tick.open if mark is None else mark.open   # the mark's open, if any
             if (size > 0 and trigger <= level) or (size < 0 and trigger >= level):
@@ -1255,7 +1314,8 @@ class MarginBroker(bt.brokers.BackBroker):
         mark = self._mark_now.get(data)
         if mark is not None:
             return mark.close
-        close_line = self._feed_lines(data)[5]
+        state = self._feed_states.get(data) or self._feed_state(data)
+        close_line = state.close_line
         return close_line.array[close_line._idx]
 
     def _refresh_marks(self, ticks):
@@ -1278,7 +1338,7 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def _pay_funding(self, data):
         """Pay every funding time of ``data``'s new bar (see the class docstring, step 2b)."""
-        schedule = self.funding_schedule(data)
+        schedule = self._funding_by_data.get(data, self._funding)
         if schedule is None:
             return
         start, end = self._funding_window(data)
@@ -1290,11 +1350,16 @@ class MarginBroker(bt.brokers.BackBroker):
                             f"funding rates ({schedule.label}) do not cover "
                             f"{data.datetime.datetime(0)}: no funding charged there")
             return
-        payments = schedule.between(start, end)
-        if not payments:
+        if end <= schedule.first_time_from(start):
             return                       # the usual bar: no funding time in it
+        payments = schedule.between(start, end)
         side, size = (1 if position.size > 0 else -1), abs(position.size)
-        mark_price = self.mark_bar(data).open
+        mark = self._mark_now.get(data)
+        if mark is None:
+            open_line = (self._feed_states.get(data) or self._feed_state(data)).open_line
+            mark_price = open_line.array[open_line._idx]
+        else:
+            mark_price = mark.open
         for when, rate in payments:
             amount = mm.funding_payment(side, size, mark_price, rate)
             self._book_funding(data, when, position.size, mark_price, rate, amount)
@@ -1306,23 +1371,24 @@ class MarginBroker(bt.brokers.BackBroker):
         smallest spacing seen so far (the next bar's spacing on the first bar
         of a preloaded feed). Times skipped in a data gap go to the next bar.
         """
-        datetime_line = self._feed_lines(data)[1]
+        state = self._feed_states.get(data) or self._feed_state(data)
+        datetime_line = state.datetime_line
         bar_start = day_number_to_seconds(datetime_line.array[datetime_line._idx])
-        previous = self._previous_bar_start.get(data)
-        self._previous_bar_start[data] = bar_start
-        length = self._bar_seconds.get(data)
+        previous = state.previous_bar_start
+        state.previous_bar_start = bar_start
+        length = state.bar_seconds
         if previous is not None and bar_start > previous:
             step = bar_start - previous
-            length = step if length is None else min(length, step)
+            length = step if length is None or step < length else length
         elif length is None and len(data) < data.buflen():
             length = day_number_to_seconds(data.datetime[1]) - bar_start
         if length is not None and length > 0:
-            self._bar_seconds[data] = length
+            state.bar_seconds = length
         else:
             length = None
-        start = self._funding_paid_until.get(data) or bar_start
+        start = state.funding_paid_until or bar_start
         end = max(start, bar_start + (length or 1))
-        self._funding_paid_until[data] = end if length else None
+        state.funding_paid_until = end if length else None
         return start, end
 
     def _book_funding(self, data, when, signed_size, mark_price, rate, amount):

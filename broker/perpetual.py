@@ -71,6 +71,14 @@ class FundingSchedule:
         self.constant_rate = constant_rate
         self.interval_hours = interval_hours
         self.label = label
+        self._grid_step = int(round(interval_hours * 3600))
+        if times is None:
+            self._cover_low, self._cover_high = -math.inf, math.inf
+        else:
+            slack = int(interval_hours * 3600)
+            self._cover_low = int(times[0]) - slack
+            self._cover_high = int(times[-1]) + slack
+        self._next_time = (math.inf, -math.inf)   # (from, first time >= from) last answered
 
     @classmethod
     def constant(cls, rate: float, interval_hours: float) -> "FundingSchedule":
@@ -114,10 +122,24 @@ class FundingSchedule:
 
     def covers(self, start: int, end: int) -> bool:
         """False when [start, end) lies wholly outside the series' data (constant: always True)."""
+        return not (end <= self._cover_low or start > self._cover_high)
+
+    def first_time_from(self, start: int) -> float:
+        """The first funding time >= ``start`` (POSIX seconds); ``math.inf`` when none.
+
+        ``between(start, end)`` is empty exactly when ``end <= first_time_from(start)``:
+        the broker asks this every bar, and lists the payments only on funding bars.
+        """
         if self._times is None:
-            return True
-        slack = int(self.interval_hours * 3600)
-        return not (end <= self._times[0] - slack or start > self._times[-1] + slack)
+            step = self._grid_step
+            return -(-int(start) // step) * step          # the grid time at or after start
+        asked_from, answer = self._next_time
+        if asked_from <= start <= answer:                 # no funding time in [asked_from, answer)
+            return answer
+        position = int(np.searchsorted(self._times, start, side="left"))
+        answer = int(self._times[position]) if position < len(self._times) else math.inf
+        self._next_time = (start, answer)
+        return answer
 
 
 def check_rate(rate, what: str) -> None:
