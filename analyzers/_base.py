@@ -169,7 +169,12 @@ class BarTape:
         clock_line = self._clock_line
         index = clock_line._idx
         now = clock_line.array[index]
-        self.time.add(now, index)
+        column = self.time
+        if column.values is None and index == column.count:   # MirroredColumn.add, inlined
+            column.count = index + 1
+            column.last = now
+        else:
+            column.add(now, index)
         if self._first is not None:
             length_line, datetime_line = self._first
             if length_line.lencount:

@@ -102,9 +102,11 @@ class MarginAnalyzer(BarClockAnalyzer):
         self._marked = {id(data) for data in self.strategy.datas if has_mark and has_mark(data)}
         self._mark_bar = getattr(broker, "mark_bar", None)
         if self._has_margin_api:
-            self._position_margin = broker.position_margin
-            self._maintenance_margin = broker.maintenance_margin
-            self._liquidation_price = broker.liquidation_price
+            # MarginBroker answers all three in one call; other margin brokers one by one
+            self._margin_figures = getattr(broker, "margin_figures", None) or (
+                lambda data, price: (broker.position_margin(data),
+                                     broker.maintenance_margin(data, price=price),
+                                     broker.liquidation_price(data)))
         tape.hooks.append(self._record_bar)
 
     def notify_trade(self, trade):
@@ -161,10 +163,9 @@ class MarginAnalyzer(BarClockAnalyzer):
         else:
             line = low_line if side > 0 else high_line
             extreme = line.array[line._idx]
-        equity = self._position_margin(data) + size * (extreme - position.price)
-        maintenance = self._maintenance_margin(data, price=extreme)
+        margin, maintenance, liquidation_price = self._margin_figures(data, extreme)
+        equity = margin + size * (extreme - position.price)
         ratio = 1.0 if equity <= maintenance else maintenance / equity
-        liquidation_price = self._liquidation_price(data)
         if liquidation_price is None or extreme <= 0:
             distance = math.nan
         else:

@@ -94,7 +94,7 @@ class _FeedState:
 
     __slots__ = ("lines", "length_line", "datetime_line", "open_line", "high_line",
                  "low_line", "close_line", "last_seen", "previous_bar_start", "bar_seconds",
-                 "funding_paid_until", "datetime")
+                 "funding_paid_until", "funding_window", "datetime")
 
     def __init__(self, data):
         owned = data.lines
@@ -105,6 +105,7 @@ class _FeedState:
         self.previous_bar_start = None
         self.bar_seconds = None
         self.funding_paid_until = None
+        self.funding_window = None  # (start, end) POSIX seconds of the current bar's funding
         self.datetime = None        # (day number, datetime) of the current bar, converted once
 
 
@@ -442,6 +443,23 @@ class MarginBroker(bt.brokers.BackBroker):
         price = self._mark_close(data) if price is None else price
         return mm.position_maintenance_margin(size, price, self._tiers_for(data))
 
+    def margin_figures(self, data, price):
+        """(position margin, maintenance margin at ``price``, liquidation price) of ``data``.
+
+        One call for what ``position_margin(data)``, ``maintenance_margin(data, price)``
+        and ``liquidation_price(data)`` return (quote, quote, quote per base);
+        (0.0, 0.0, None) when flat. MarginAnalyzer asks it every bar.
+        """
+        position = self.positions[data]
+        size = position.size
+        if not size:
+            return 0.0, 0.0, None
+        if self._cross:
+            return self.position_margin(data), self.maintenance_margin(data, price), \
+                self.liquidation_price(data)
+        maintenance = mm.position_maintenance_margin(abs(size), price, self._tiers_for(data))
+        return self._margins[data], maintenance, self._isolated_liquidation_price(data, position)
+
     def liquidation_price(self, data):
         """Liquidation price of ``data``'s position (quote per base), None when flat."""
         position = self.getposition(data)
@@ -770,20 +788,24 @@ class MarginBroker(bt.brokers.BackBroker):
             self._refresh_marks(ticks)
         if self.p.coc and self.pending:
             self._fill_market_orders(cheat_on_close_only=True)
+        if self._funding is not None or self._funding_by_data:
+            self._open_funding_windows(ticks)
         if self._cross:
             self._liquidate_cross_on_gap(ticks)
+            busy = ticks
         else:
-            for data, tick in ticks.items():
+            busy = self._busy_feeds(ticks)
+            for data, tick in busy.items():
                 self._liquidate_on_gap(data, tick)
         if self.pending:
             self._fill_market_orders(ticks=ticks)
-        for data, tick in ticks.items():
+        for data, tick in busy.items():
             if tick.new_bar:
                 self._pay_funding(data)
         if self._cross:
             self._walk_cross_paths(ticks)
         else:
-            for data, tick in ticks.items():
+            for data, tick in busy.items():
                 self._walk_price_path(data, tick)
         if self.pending:
             self._fill_close_orders()
@@ -829,6 +851,44 @@ class MarginBroker(bt.brokers.BackBroker):
                 tick = Tick(*_tick_prices(data, seen[2:]), last is None or last[0] != length)
             ticks[data] = tick
         return ticks
+
+    def _busy_feeds(self, ticks):
+        """The ticks on which the gap check, funding or the path walk can do something (isolated).
+
+        A feed is quiet on its tick when no order rests (on any feed), it has no
+        mark bar now, no funding payment falls due, and its price path stays
+        short of the liquidation price (a flat feed: nothing can happen). On a
+        quiet tick those three steps would change nothing, so they are skipped:
+        the usual bar of a backtest. Feeds keep their order.
+        """
+        if self.pending:
+            return ticks
+        busy = {}
+        positions, marks, states = self.positions, self._mark_now, self._feed_states
+        for data, tick in ticks.items():
+            if tick.new_bar and marks.get(data) is not None:
+                busy[data] = tick
+                continue
+            position = positions[data]
+            size = position.size
+            if not size:
+                continue                  # flat and no order: no trigger, no funding
+            window = states[data].funding_window if tick.new_bar else None
+            if window is not None:
+                start, end = window
+                schedule = self._funding_by_data.get(data, self._funding)
+                if end > start and (not schedule.covers(start, end) or
+                                    end > schedule.first_time_from(start)):
+                    busy[data] = tick     # a payment (or the not-covered warning) is due
+                    continue
+            level = self._isolated_liquidation_price(data, position)
+            if size > 0:
+                quiet = min(tick.open, tick.high, tick.low, tick.close) > level
+            else:
+                quiet = max(tick.open, tick.high, tick.low, tick.close) < level
+            if not quiet:
+                busy[data] = tick
+        return busy
 
     def _feed_state(self, data):
         """The ``_FeedState`` of ``data``, made on first use."""
@@ -1336,12 +1396,21 @@ class MarginBroker(bt.brokers.BackBroker):
             self._warned.add(key)
             warnings.warn(message, category, stacklevel=3)
 
+    def _open_funding_windows(self, ticks):
+        """Move the funding clock of every feed with a new bar (``_FeedState.funding_window``)."""
+        for data, tick in ticks.items():
+            if tick.new_bar:
+                state = self._feed_states[data]
+                state.funding_window = None if self._funding_by_data.get(
+                    data, self._funding) is None else self._funding_window(data)
+
     def _pay_funding(self, data):
         """Pay every funding time of ``data``'s new bar (see the class docstring, step 2b)."""
         schedule = self._funding_by_data.get(data, self._funding)
-        if schedule is None:
+        window = self._feed_states[data].funding_window
+        if schedule is None or window is None:
             return
-        start, end = self._funding_window(data)
+        start, end = window
         position = self.positions[data]
         if not position.size or end <= start:
             return

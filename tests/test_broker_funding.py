@@ -280,3 +280,29 @@ def test_2021_05_19_the_mark_stays_above_a_3x_long_lp_that_the_trade_low_crosses
     assert on_trade_price[0].dt == dt.datetime(2021, 5, 19, 13)
     assert on_trade_price[0].fill_price == pytest.approx(expected_lp, abs=0.01)
     assert liquidations(with_mark=True) == []
+
+
+def test_margin_figures_answer_what_the_three_queries_answer():
+    # 10x long 1 BTC from 100, mmr 0.5 %: margin 10, maintenance at 95 = 95 x 0.005 = 0.475,
+    # LP = (10 - 100) / (0.005 - 1) = 90.4523; flat: (0.0, 0.0, None)
+    seen = []
+
+    class Ask(Hold):
+        def next(self):
+            super().next()
+            broker = self.broker
+            seen.append((broker.margin_figures(self.data, 95.0),
+                         (broker.position_margin(self.data),
+                          broker.maintenance_margin(self.data, price=95.0),
+                          broker.liquidation_price(self.data))))
+
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(bars_feed([flat(ENTRY)] * 4))
+    cerebro.broker = MarginBroker(cash=CASH, leverage=LEVERAGE, maintenance_margin_rate=MMR)
+    cerebro.addstrategy(Ask)
+    cerebro.run()
+    assert seen[0][0] == (0.0, 0.0, None)                   # bar 0: flat
+    for figures, one_by_one in seen[1:]:
+        assert figures == one_by_one
+        assert figures == pytest.approx((MARGIN, 0.475, LP_AT_ENTRY))
+    assert LP_AT_ENTRY == pytest.approx(90.4523, abs=1e-4)

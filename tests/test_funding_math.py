@@ -1,6 +1,8 @@
 """Funding math of broker.margin, checked against hand-computed values."""
+import math
 from datetime import datetime, timezone
 
+import pandas as pd
 import pytest
 
 from backtrader_leverage.broker import margin as mm
@@ -62,3 +64,25 @@ def test_a_year_of_the_typical_rate_costs_about_11_percent_of_notional():
     # 3 payments a day x 365 days x 0.0001 = 0.1095 of notional (the issue's "about 11 %")
     year = sum(mm.funding_payment(LONG, SIZE, MARK, RATE) for _ in range(3 * 365))
     assert year == pytest.approx(-0.1095 * SIZE * MARK)
+
+
+def test_first_time_from_is_the_next_funding_time_and_agrees_with_between():
+    from backtrader_leverage.broker.perpetual import FundingSchedule
+    # constant 8 h grid: times at multiples of 28,800 s since the epoch
+    grid = FundingSchedule.constant(0.0001, 8)
+    assert grid.first_time_from(1) == 28_800
+    assert grid.first_time_from(28_800) == 28_800          # a time at start counts
+    assert grid.first_time_from(28_801) == 57_600
+    # a series: its own times 100 s and 200 s (asked out of order to test the cache)
+    series = FundingSchedule.from_series(
+        pd.Series([0.0001, -0.0002], index=pd.to_datetime([100, 200], unit="s", utc=True)), 8)
+    assert series.first_time_from(50) == 100
+    assert series.first_time_from(100) == 100
+    assert series.first_time_from(150) == 200
+    assert series.first_time_from(60) == 100
+    assert series.first_time_from(201) == math.inf
+    # between(start, end) is empty exactly when end <= first_time_from(start)
+    for schedule in (grid, series):
+        for start in range(0, 60_000, 97):
+            for end in (start + 1, start + 150, start + 3_600, start + 30_000):
+                assert (not schedule.between(start, end)) == (end <= schedule.first_time_from(start))
