@@ -1,13 +1,12 @@
 """MarginAnalyzer: how close each position came to its liquidation, bar by bar."""
 from __future__ import annotations
 
-import array
 import math
 
 import numpy as np
 
 from ._base import BarClockAnalyzer
-from ._base import as_numpy, position_getter
+from ._base import position_getter
 from ._common import bt_to_seconds, feed_name
 from .risk_metrics import finite_or_none, iso_utc
 
@@ -79,8 +78,6 @@ class MarginAnalyzer(BarClockAnalyzer):
         self._records = records
         self._seen_records = len(records) if records is not None else 0
         self._names = [feed_name(data, i) for i, data in enumerate(self.strategy.datas)]
-        self._ratio = {name: array.array("d") for name in self._names}
-        self._distance = {name: array.array("d") for name in self._names}
         # levels still armed per feed, ascending (each level fires once per position)
         self._all_levels = tuple(sorted(set(self._levels)))
         self._armed = {name: self._all_levels for name in self._names}
@@ -92,9 +89,14 @@ class MarginAnalyzer(BarClockAnalyzer):
     def _join(self, tape) -> None:
         super()._join(tape)
         broker = self.strategy.broker
-        # per feed: (data, name, its length line, low line, high line, ratio and distance buffers)
+        # two tape columns per feed, ratio then distance (the order _record_bar appends them)
+        first = tape.reserve(2 * len(self._names))
+        self._columns = {name: (first + 2 * i, first + 2 * i + 1)
+                         for i, name in enumerate(self._names)}
+        # per feed: (data, name, its length line, low line, high line, and the buffers its
+        # ratio and distance are appended to: both the tape's row buffer)
         self._feeds = [(data, name, data.lines[0], data.lines.low, data.lines.high,
-                        self._ratio[name], self._distance[name])
+                        tape.rows, tape.rows)
                        for data, name in zip(self.strategy.datas, self._names)]
         self._getposition = position_getter(broker)
         # feeds valued on a mark price (MarginBroker.set_mark_price): their extreme is the mark's
@@ -191,12 +193,12 @@ class MarginAnalyzer(BarClockAnalyzer):
     def _summarise(self) -> dict:
         interval = self.bar_interval()
         bars = len(self._tape.time) if self._tape.time is not None else 0
-        per_data = {name: _feed_summary(as_numpy(self._ratio[name]), as_numpy(self._distance[name]),
+        per_data = {name: _feed_summary(self._ratio(name), self._distance(name),
                                         self.bar_time, interval, self._levels)
                     for name in self._names}
         worst_name = _pick(per_data, "worst_margin_ratio", max)
         closest_name = _pick(per_data, "closest_distance", min)
-        ratios = np.vstack([as_numpy(self._ratio[name]) for name in self._names]) \
+        ratios = np.vstack([self._ratio(name) for name in self._names]) \
             if self._names else np.empty((0, bars))
         with np.errstate(all="ignore"):
             any_ratio = np.nanmax(np.where(np.isnan(ratios), -1.0, ratios), axis=0) \
@@ -222,9 +224,17 @@ class MarginAnalyzer(BarClockAnalyzer):
         """Per-bar arrays (see the class docstring)."""
         out = self._time_series()
         out["effective_leverage"] = self.effective_leverage()
-        out["margin_ratio"] = {name: as_numpy(self._ratio[name], copy=True) for name in self._names}
-        out["distance"] = {name: as_numpy(self._distance[name], copy=True) for name in self._names}
+        out["margin_ratio"] = {name: self._ratio(name, copy=True) for name in self._names}
+        out["distance"] = {name: self._distance(name, copy=True) for name in self._names}
         return out
+
+    def _ratio(self, name: str, copy: bool = False) -> np.ndarray:
+        """Feed ``name``'s margin ratio per bar; a view unless ``copy``."""
+        return self.tape_column(self._columns[name][0], copy)
+
+    def _distance(self, name: str, copy: bool = False) -> np.ndarray:
+        """Feed ``name``'s distance to liquidation per bar; a view unless ``copy``."""
+        return self.tape_column(self._columns[name][1], copy)
 
 
 def _level_key(level: float) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 from ._base import BarClockAnalyzer
 import numpy as np
 
-from ._base import as_numpy
 from ._common import bt_to_seconds, field_seconds
 from .risk_metrics import finite_or_none, iso_utc
 
@@ -61,7 +60,7 @@ class NegativeBalanceAnalyzer(BarClockAnalyzer):
 
     def _balances(self, copy: bool = False) -> np.ndarray:
         """The wallet (margin broker) or the account value per bar; a view unless ``copy``."""
-        return as_numpy(self._tape.cash, copy) if self._broker_episodes is not None else \
+        return self.tape_column("cash", copy) if self._broker_episodes is not None else \
             self.equity(copy)
 
     def _own_episodes(self) -> list[tuple]:
