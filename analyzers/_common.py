@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
+import backtrader as bt
 import numpy as np
 
 from .risk_metrics import finite_or_none
@@ -79,3 +80,29 @@ def field_seconds(value) -> float | None:
     if value.tzinfo is not None:
         return value.timestamp()
     return datetime_to_seconds(value)
+
+
+def _no_op(*_args) -> None:
+    """Stand-in for a per-bar backtrader hook an analyzer has no use for."""
+
+
+def skip_idle_bar_hooks(analyzer: bt.Analyzer) -> None:
+    """Make backtrader's per-bar calls into ``analyzer`` no-ops where it does nothing per bar.
+
+    Every bar, backtrader calls each analyzer's ``_next`` (or ``_prenext``/``_nextstart``),
+    ``_notify_cashvalue`` and ``_notify_fund``; each loops over the analyzer's children and
+    calls the public hook. For an analyzer without children whose class keeps
+    ``bt.Analyzer``'s empty ``next``/``prenext``/``nextstart`` (all three), or its empty
+    ``notify_cashvalue``, or ``notify_fund``, those calls go to a no-op instead. Order and
+    trade notifications are untouched. Call it from ``start()`` (children exist by then).
+    """
+    if analyzer._children:
+        return
+    own = type(analyzer)
+    if all(getattr(own, hook) is getattr(bt.Analyzer, hook)
+           for hook in ("next", "prenext", "nextstart")):
+        analyzer._next = analyzer._prenext = analyzer._nextstart = _no_op
+    if own.notify_cashvalue is bt.Analyzer.notify_cashvalue:
+        analyzer._notify_cashvalue = _no_op
+    if own.notify_fund is bt.Analyzer.notify_fund:
+        analyzer._notify_fund = _no_op

@@ -6,7 +6,7 @@ import copy
 import backtrader as bt
 import numpy as np
 
-from ._common import field_seconds, seconds_to_datetime64
+from ._common import field_seconds, seconds_to_datetime64, skip_idle_bar_hooks
 
 
 class FundingAnalyzer(bt.Analyzer):
@@ -41,6 +41,7 @@ class FundingAnalyzer(bt.Analyzer):
         self._start_value = broker.getvalue()
         self._payments = []
         self._analysis = self._summarise(self._start_value)
+        skip_idle_bar_hooks(self)
 
     def stop(self):
         if self._records is not None:

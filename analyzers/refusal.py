@@ -5,6 +5,8 @@ import copy
 
 import backtrader as bt
 
+from ._common import skip_idle_bar_hooks
+
 REASONS = ("stop_beyond_liquidation", "below_lot_size")
 
 
@@ -31,6 +33,7 @@ class RefusalAnalyzer(bt.Analyzer):
 
     def start(self):
         self._events = []
+        skip_idle_bar_hooks(self)
 
     def notify_refusal(self, refusal) -> None:
         self._events.append(refusal.to_dict())

@@ -1,0 +1,40 @@
+"""Analyzers with no per-bar work skip backtrader's per-bar calls; subclasses' hooks still run."""
+from __future__ import annotations
+
+from backtrader_leverage.analyzers import FundingAnalyzer, RefusalAnalyzer
+from backtrader_leverage.analyzers._common import _no_op
+
+from test_analyzers_support import flat_bar, ohlc_feed, run
+
+BARS = 6
+
+
+class CountingFunding(FundingAnalyzer):
+    """A user's subclass that does look at every bar and every cash/value notification."""
+
+    def start(self):
+        super().start()
+        self.bars = self.cash_values = 0
+
+    def next(self):
+        self.bars += 1
+
+    def notify_cashvalue(self, cash, value):
+        self.cash_values += 1
+
+
+def test_idle_hooks_are_no_ops_and_a_subclass_keeps_its_own():
+    # 6 flat bars at 100, no orders: every hook a subclass defines is called once a bar
+    # (prenext/nextstart of bt.Analyzer forward to next), the others go to the no-op
+    strategy = run([ohlc_feed([flat_bar(100.0)] * BARS)],
+                   analyzers={"funding": FundingAnalyzer, "refusal": RefusalAnalyzer,
+                              "counting": CountingFunding})
+    funding, refusal, counting = (strategy.analyzers.getbyname(name)
+                                  for name in ("funding", "refusal", "counting"))
+    for analyzer in (funding, refusal):
+        assert analyzer._next is analyzer._prenext is analyzer._nextstart is _no_op
+        assert analyzer._notify_cashvalue is analyzer._notify_fund is _no_op
+    assert counting.bars == BARS and counting.cash_values == BARS
+    assert "_next" not in vars(counting) and "_notify_cashvalue" not in vars(counting)
+    assert counting._notify_fund is _no_op          # notify_fund is not overridden
+    assert funding.get_analysis()["payments"] == 0 and refusal.get_analysis()["count"] == 0
