@@ -329,7 +329,10 @@ class BarClockAnalyzer(bt.Analyzer):
         """notional / value per bar; NaN when flat (notional 0) or value <= 0."""
         notional, value = self.notional(), self.equity()
         with np.errstate(all="ignore"):
-            return np.where((notional == 0.0) | (value <= 0.0), math.nan, notional / value)
+            leverage = np.divide(notional, value)
+        # masked in place: one result array, not np.where's second one (8 B a bar at stop())
+        leverage[(notional == 0.0) | (value <= 0.0)] = math.nan
+        return leverage
 
     def _time_series(self) -> dict:
         return {"time": seconds_to_datetime64(self.bar_times())}

@@ -15,9 +15,18 @@ _BT_ORDINAL_OF_EPOCH = 719_163.0
 _SECONDS_PER_DAY = 86_400.0
 
 
-def bt_array_to_seconds(bt_datetimes):
-    """backtrader float datetimes -> POSIX seconds (UTC), rounded to the millisecond."""
-    return np.round((np.asarray(bt_datetimes, dtype=float) - _BT_ORDINAL_OF_EPOCH) * _SECONDS_PER_DAY, 3)
+def bt_array_to_seconds(bt_datetimes, out=None):
+    """backtrader float datetimes -> POSIX seconds (UTC), rounded to the millisecond.
+
+    Written into ``out`` (a float64 array of the same shape) when given. The
+    steps run in place on the one result array: the same operations, in the
+    same order, as ``np.round((days - epoch) * 86400, 3)``, without its two
+    temporaries (16 B a bar of peak memory at an analyzer's stop()).
+    """
+    days = np.asarray(bt_datetimes, dtype=float)
+    seconds = np.subtract(days, _BT_ORDINAL_OF_EPOCH, out=np.empty_like(days) if out is None else out)
+    seconds *= _SECONDS_PER_DAY
+    return np.round(seconds, 3, out=seconds)
 
 
 def bt_to_seconds(bt_datetime: float) -> float:

@@ -192,17 +192,14 @@ class MarginAnalyzer(BarClockAnalyzer):
     # -- results ----------------------------------------------------------
     def _summarise(self) -> dict:
         interval = self.bar_interval()
-        bars = len(self._tape.time) if self._tape.time is not None else 0
         per_data = {name: _feed_summary(self._ratio(name), self._distance(name),
                                         self.bar_time, interval, self._levels)
                     for name in self._names}
         worst_name = _pick(per_data, "worst_margin_ratio", max)
         closest_name = _pick(per_data, "closest_distance", min)
-        ratios = np.vstack([self._ratio(name) for name in self._names]) \
-            if self._names else np.empty((0, bars))
-        with np.errstate(all="ignore"):
-            any_ratio = np.nanmax(np.where(np.isnan(ratios), -1.0, ratios), axis=0) \
-                if ratios.size else np.empty(0)
+        any_ratio = _highest_ratio([self._ratio(name) for name in self._names])
+        time_above = _time_above(any_ratio, interval, self._levels)
+        del any_ratio       # freed before the leverage arrays: a lower peak at stop()
         leverage = self.effective_leverage()
         exposed = leverage[np.isfinite(leverage)]
         return {
@@ -212,7 +209,7 @@ class MarginAnalyzer(BarClockAnalyzer):
             "closest_distance": per_data[closest_name]["closest_distance"] if closest_name else None,
             "closest_distance_dt": per_data[closest_name]["closest_distance_dt"] if closest_name else None,
             "closest_distance_data": closest_name,
-            "time_above": _time_above(any_ratio, interval, self._levels),
+            "time_above": time_above,
             "margin_calls": [dict(call) for call in self._calls],
             "mean_effective_leverage": finite_or_none(exposed.mean()) if exposed.size else None,
             "max_effective_leverage": finite_or_none(exposed.max()) if exposed.size else None,
@@ -245,6 +242,23 @@ def _time_above(ratios: np.ndarray, interval, levels) -> dict:
     """{"0.5": seconds, ...}: bars with ratio >= level x interval (0 if interval unknown)."""
     return {_level_key(level): float(np.count_nonzero(ratios >= level)) * (interval or 0.0)
             for level in levels}
+
+
+def _highest_ratio(ratios: list) -> np.ndarray:
+    """Per bar, the highest ratio of any feed, -1.0 where no feed has one (all NaN).
+
+    Feed by feed into one array (np.fmax, in place): the same values, in the same
+    order, as ``np.nanmax(np.where(isnan, -1, stacked), axis=0)`` without the
+    stacked copy of every feed's ratios (8 B a bar and feed at stop()).
+    """
+    highest = np.empty(0)
+    for position, ratio in enumerate(ratios):
+        clean = np.where(np.isnan(ratio), -1.0, ratio)
+        if position == 0:
+            highest = clean
+        else:
+            np.fmax(highest, clean, out=highest)
+    return highest
 
 
 def _feed_summary(ratio, distance, time_at, interval, levels) -> dict:

@@ -82,8 +82,9 @@ class NegativeBalanceAnalyzer(BarClockAnalyzer):
 
     def _episodes(self) -> list[dict]:
         interval = self.bar_interval()
-        times = self.bar_times()
-        end_of_run = times[-1] + interval if times.size and interval is not None else None
+        bars = len(self.bar_clocks())
+        # only the last bar's time is needed: not the whole bar_times() array
+        end_of_run = self.bar_time(bars - 1) + interval if bars and interval is not None else None
         if self._broker_episodes is not None:
             raw = [(field_seconds(e.start), field_seconds(e.end), e.lowest_balance)
                    for e in self._broker_episodes[self._episode_offset:]]

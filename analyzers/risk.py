@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from ._base import BarClockAnalyzer
+from ._common import bt_array_to_seconds
 from .risk_metrics import DEFAULT_RUIN_THRESHOLD, drawdown_series, finite_or_none, risk_summary
 
 
@@ -63,15 +64,20 @@ class RiskAnalyzer(BarClockAnalyzer):
     def _equity_curve(self) -> tuple[np.ndarray, np.ndarray, float | None]:
         """(equity with the start value first, its stamps, interval)."""
         interval = self.bar_interval()
-        bars = self.bar_times()
-        first = bars[0] - (interval or 0.0) if bars.size else math.nan
-        times = np.concatenate(([first], bars))
-        equity = np.concatenate(([self._start_value], self.equity()))
+        # each curve written once into its final array (no per-bar temporaries to concatenate)
+        clocks = self.bar_clocks()
+        times = np.empty(clocks.size + 1)
+        bt_array_to_seconds(clocks, out=times[1:])
+        times[0] = times[1] - (interval or 0.0) if clocks.size else math.nan
+        equity = np.empty(clocks.size + 1)
+        equity[0] = self._start_value
+        equity[1:] = self.equity()
         return equity, times, interval
 
     def _summarise(self) -> dict:
         equity, times, interval = self._equity_curve()
         summary = risk_summary(equity, times, interval, ruin_threshold=self.p.ruin_threshold)
+        del equity, times    # freed before the leverage arrays: a lower peak at stop()
         leverage = self.effective_leverage()
         exposed_bars = int(np.count_nonzero(self.notional() > 0.0))
         finite = leverage[np.isfinite(leverage)]

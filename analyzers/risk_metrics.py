@@ -79,10 +79,17 @@ def median_interval(timestamps) -> float | None:
     Duplicates are dropped first (a feed that did not advance on a bar of
     another feed). ``None`` with fewer than two distinct stamps.
     """
-    stamps = np.unique(np.asarray(timestamps, dtype=float))
-    if stamps.size < 2:
+    stamps = np.asarray(timestamps, dtype=float)
+    steps = np.diff(stamps)
+    if not (steps > 0).all():
+        # unsorted, repeated or NaN stamps: np.unique first. Already strictly increasing
+        # stamps (the usual feed) are their own np.unique: skipping it saves its sorted
+        # copy and mask (~17 B a bar of peak memory in the analyzers' stop()).
+        steps = np.diff(np.unique(stamps))
+    if steps.size < 1:
         return None
-    return float(np.median(np.diff(stamps)))
+    # steps is our own temporary: the median may partition it in place (no copy)
+    return float(np.median(steps, overwrite_input=True))
 
 
 def periods_per_year(interval: float | None) -> float | None:
@@ -114,7 +121,9 @@ def simple_returns(equity) -> np.ndarray:
     curve = np.asarray(equity, dtype=float)
     if curve.size < 2:
         return np.empty(0)
-    return curve[1:] / curve[:-1] - 1.0
+    returns = curve[1:] / curve[:-1]
+    returns -= 1.0      # in place: no second array of the curve's length
+    return returns
 
 
 def drawdown_series(equity) -> np.ndarray:
@@ -126,9 +135,23 @@ def drawdown_series(equity) -> np.ndarray:
     curve = np.maximum(np.asarray(equity, dtype=float), 0.0)
     if curve.size == 0:
         return np.empty(0)
-    peak = np.maximum.accumulate(curve)
+    return _drawdown_of_clipped(curve)
+
+
+def _drawdown_of_clipped(curve: np.ndarray) -> np.ndarray:
+    """:func:`drawdown_series` of a curve already clipped at 0.
+
+    ``where(peak > 0, 1 - curve / peak, 0)``, computed in the running-peak array
+    itself: one array of the curve's length instead of four (peak, the
+    quotient, 1 - it, the where result), a third of the RiskAnalyzer's peak
+    memory at stop() in the profile of issue 15.
+    """
+    drawdown = np.maximum.accumulate(curve)     # the running peak, overwritten below
+    no_peak = ~(drawdown > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        drawdown = np.where(peak > 0, 1.0 - curve / peak, 0.0)
+        np.divide(curve, drawdown, out=drawdown)
+    np.subtract(1.0, drawdown, out=drawdown)
+    drawdown[no_peak] = 0.0
     return drawdown
 
 
@@ -147,15 +170,18 @@ def max_drawdown_details(equity) -> dict:
              "recovery_index": None}
     if curve.size < 2:
         return empty
-    drawdown = drawdown_series(curve)
+    drawdown = _drawdown_of_clipped(curve)
     trough = int(np.argmax(drawdown))
     depth = float(drawdown[trough])
+    del drawdown
     if depth <= 0.0:
         return empty
     peak_value = float(np.max(curve[: trough + 1]))
-    peak = int(np.flatnonzero(curve[: trough + 1] == peak_value)[-1])
-    after = np.flatnonzero(curve[trough + 1:] >= peak_value)
-    recovery = int(after[0]) + trough + 1 if after.size else None
+    # the last observation at the peak, the first back at it: argmax of a boolean mask
+    # (its first True) rather than flatnonzero, whose index array can be 8 B a bar
+    peak = trough - int(np.argmax(curve[trough::-1] == peak_value))
+    recovered = curve[trough + 1:] >= peak_value
+    recovery = int(np.argmax(recovered)) + trough + 1 if recovered.any() else None
     return {"max_drawdown": depth, "peak_index": peak, "trough_index": trough,
             "recovery_index": recovery}
 
@@ -173,13 +199,19 @@ def longest_under_water(equity, times, end_time: float | None = None) -> float:
         return 0.0
     if end_time is None:
         end_time = float(stamps[-1])
+    size = curve.size
     under = curve < np.maximum.accumulate(curve)
+    del curve
     longest = 0.0
-    # each run of consecutive under-water observations [first, last]
-    edges = np.diff(np.concatenate(([0], under.astype(np.int8), [0])))
+    # each run of consecutive under-water observations [first, last]: the edges of the
+    # 0/1 flags padded with a 0 at each end, kept in int8 (1 B a bar, not int64's 8)
+    flags = np.zeros(size + 2, dtype=np.int8)
+    flags[1:-1] = under
+    del under
+    edges = np.diff(flags)
     for first, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
         started = stamps[first - 1]  # the peak observation (under[0] is always False)
-        ended = stamps[stop] if stop < curve.size else end_time
+        ended = stamps[stop] if stop < size else end_time
         longest = max(longest, float(ended - started))
     return longest
 
@@ -208,7 +240,9 @@ def sortino_ratio(returns, periods: float | None) -> float | None:
     values = np.asarray(returns, dtype=float)
     if values.size < 2 or periods is None:
         return None
-    downside = math.sqrt(float(np.mean(np.minimum(values, 0.0) ** 2)))
+    losses = np.minimum(values, 0.0)
+    losses *= losses            # squared in place (x ** 2 is x * x)
+    downside = math.sqrt(float(np.mean(losses)))
     if downside == 0.0:
         return None
     return finite_or_none(float(np.mean(values)) * periods / (downside * math.sqrt(periods)))
@@ -258,8 +292,14 @@ def daily_returns(equity, times, interval: float | None) -> np.ndarray:
         return np.empty(0)
     if interval is None or interval >= SECONDS_PER_DAY:
         return simple_returns(curve)
-    days = np.floor(stamps[1:] / SECONDS_PER_DAY)
-    last_of_day = np.flatnonzero(np.diff(np.concatenate((days, [np.inf]))) != 0)
+    days = stamps[1:] / SECONDS_PER_DAY
+    np.floor(days, out=days)
+    # bar i is its day's last when days[i + 1] - days[i] != 0 (the last bar always is).
+    # For floats, x - y != 0 is x != y except for two equal infinities (inf - inf is
+    # NaN): the isinf term keeps that case. A mask, not np.diff's array: 7 B a bar less.
+    new_day = days[1:] != days[:-1]
+    new_day |= np.isinf(days[1:])
+    last_of_day = np.append(np.flatnonzero(new_day), days.size - 1)
     daily = np.concatenate((curve[:1], curve[1:][last_of_day]))
     return simple_returns(daily)
 
@@ -317,8 +357,17 @@ def risk_summary(equity, times, interval: float | None,
     periods = periods_per_year(interval)
     years = bars * interval / SECONDS_PER_YEAR if interval else None
 
-    curve, ruin_index = truncate_at_ruin(full)
+    if (full[1:] <= 0.0).any():
+        curve, ruin_index = truncate_at_ruin(full)
+    else:       # truncate_at_ruin would return a copy of the whole curve: read it as it is
+        curve, ruin_index = full, None
+    # The bar returns are used up (and freed) before the drawdown arrays are made:
+    # a lower peak of memory at the analyzers' stop() (issue 15's profile).
     returns = simple_returns(curve) if start_value > 0 else np.empty(0)
+    volatility = annual_volatility(returns, periods)
+    sharpe = sharpe_ratio(returns, periods)
+    sortino = sortino_ratio(returns, periods)
+    del returns
     details = max_drawdown_details(curve)
     if ruin_index is not None:
         details["max_drawdown"] = 1.0  # clipped at 0: exactly everything lost
@@ -329,13 +378,17 @@ def risk_summary(equity, times, interval: float | None,
         growth = cagr(start_value, float(curve[-1]), years)
     daily = daily_returns(curve, stamps[: curve.size], interval) if start_value > 0 else np.empty(0)
 
-    below = np.flatnonzero((full[1:] < ruin_threshold * start_value) | (full[1:] <= 0.0))
+    # the first bar below the threshold: argmax of the mask (its first True), not an index
+    # array of every such bar
+    below = (full[1:] < ruin_threshold * start_value) | (full[1:] <= 0.0)
+    ruin_bar = int(np.argmax(below)) + 1 if below.any() else None
+    del below
     summary = {
         "total_return": finite_or_none(end_value / start_value - 1.0) if start_value > 0 else None,
         "cagr": growth,
-        "volatility": annual_volatility(returns, periods),
-        "sharpe": sharpe_ratio(returns, periods),
-        "sortino": sortino_ratio(returns, periods),
+        "volatility": volatility,
+        "sharpe": sharpe,
+        "sortino": sortino,
         "calmar": calmar_ratio(growth, details["max_drawdown"]),
         "max_drawdown": float(details["max_drawdown"]),
         "max_drawdown_start": _stamp(stamps, details["peak_index"]),
@@ -343,8 +396,8 @@ def risk_summary(equity, times, interval: float | None,
         "max_drawdown_recovery": _stamp(stamps, details["recovery_index"]),
         "longest_time_under_water": longest_under_water(
             curve, stamps[: curve.size], end_time=float(stamps[-1])),
-        "ruined": bool(below.size),
-        "ruin_dt": _stamp(stamps, int(below[0]) + 1 if below.size else None),
+        "ruined": ruin_bar is not None,
+        "ruin_dt": _stamp(stamps, ruin_bar),
         "ruin_threshold": float(ruin_threshold),
         "bankrupt_dt": _stamp(stamps, ruin_index),
         "start_value": start_value,
