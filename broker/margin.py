@@ -53,6 +53,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 LONG = 1
 SHORT = -1
 
@@ -223,6 +225,15 @@ def tier_index_for_notional(tiers: Sequence[MarginTier], notional: float) -> int
         if notional < tier.notional_cap:
             return index
     return len(tiers) - 1
+
+
+def tier_indices_for_notionals(tiers: Sequence[MarginTier], notionals: np.ndarray) -> np.ndarray:
+    """``tier_index_for_notional`` of each value of a float array (quote), as an int array.
+
+    The first bracket whose cap is above the notional; the last one beyond every cap.
+    """
+    caps = np.array([tier.notional_cap for tier in tiers], dtype=np.float64)
+    return np.minimum(np.searchsorted(caps, notionals, side="right"), len(tiers) - 1)
 
 
 def tier_for_notional(tiers: Sequence[MarginTier], notional: float) -> MarginTier:

@@ -1,0 +1,86 @@
+"""MarginAnalyzer measures isolated MarginBroker feeds at stop() from runs of position
+states; bar by bar (``defer_measurement = False``) it must give bit-identical numbers.
+
+Real BTCUSDT/ETHUSDT hourly bars (2021-04-15 .. 2021-06-15, the May 2021 crash): an
+SMA 10/30 crossover reversing at 9x the equity with tiers and funding, so the runs hold
+fills, funding payments (the isolated margin moves every 8 h), liquidations and margin
+calls; two feeds; next mode (runonce=False); and a replayed feed, whose buffer index
+stays put within a bar (the analyzer falls back to bar by bar from its first tick).
+"""
+import backtrader as bt
+import numpy as np
+import pytest
+
+from backtrader_leverage.analyzers import MarginAnalyzer
+from backtrader_leverage.broker import MarginBroker
+from backtrader_leverage.data import ArrayFeed, load_csv
+
+
+class BarByBar(MarginAnalyzer):
+    defer_measurement = False
+
+
+class Reversals(bt.Strategy):
+    def __init__(self):
+        self.crosses = [bt.ind.CrossOver(bt.ind.SMA(data, period=10), bt.ind.SMA(data, period=30))
+                        for data in self.datas]
+
+    def next(self):
+        for data, cross in zip(self.datas, self.crosses):
+            if cross[0] > 0:
+                self.order_target_percent(data=data, target=9.0 / len(self.datas))
+            elif cross[0] < 0:
+                self.order_target_percent(data=data, target=-9.0 / len(self.datas))
+
+
+def _frames(shared_data, symbols):
+    return [load_csv(shared_data / f"binance_um_{symbol}_1h.csv").loc["2021-04-15":"2021-06-15"]
+            for symbol in symbols]
+
+
+def _run(frames, analyzer, runonce=True, replay=False, **broker_params):
+    cerebro = bt.Cerebro(stdstats=False, runonce=runonce)
+    for index, frame in enumerate(frames):
+        feed = ArrayFeed(dataname=frame, name=f"F{index}")
+        if replay:
+            cerebro.replaydata(feed, timeframe=bt.TimeFrame.Minutes, compression=240)
+        else:
+            cerebro.adddata(feed)
+    cerebro.broker = MarginBroker(cash=10_000, leverage=20, tiers="binance_btcusdt_perp",
+                                  **broker_params)
+    cerebro.broker.setcommission(commission=0.0004)
+    cerebro.addstrategy(Reversals)
+    cerebro.addanalyzer(analyzer, _name="margin", levels=(0.3, 0.5, 0.8))
+    strategy = cerebro.run()[0]
+    margin = strategy.analyzers.margin
+    return margin.get_analysis(), margin.series(), cerebro.broker
+
+
+def _same_series(deferred, bar_by_bar):
+    for key in ("margin_ratio", "distance"):
+        assert list(deferred[key]) == list(bar_by_bar[key])
+        for name in deferred[key]:
+            a, b = deferred[key][name], bar_by_bar[key][name]
+            assert a.dtype == b.dtype and a.shape == b.shape
+            assert np.array_equal(a, b, equal_nan=True)
+            assert np.array_equal(np.signbit(a), np.signbit(b))
+
+
+@pytest.mark.parametrize("symbols, runonce, replay, funding", [
+    (("BTCUSDT",), True, False, 0.0003),
+    (("BTCUSDT", "ETHUSDT"), True, False, 0.0003),
+    (("BTCUSDT",), False, False, None),
+    (("BTCUSDT",), True, True, 0.0003),
+])
+def test_deferred_measurement_equals_bar_by_bar(shared_data, symbols, runonce, replay, funding):
+    frames = _frames(shared_data, symbols)
+    deferred, deferred_series, broker = _run(frames, MarginAnalyzer, runonce, replay,
+                                             funding_rates=funding)
+    bar_by_bar, bar_series, _ = _run(frames, BarByBar, runonce, replay, funding_rates=funding)
+    assert deferred == bar_by_bar
+    _same_series(deferred_series, bar_series)
+    if not replay:
+        # the case is not trivial: liquidations, margin calls and funding all happened
+        assert broker.liquidations and deferred["margin_calls"]
+        assert bool(broker.funding_payments) == (funding is not None)
+        assert deferred["worst_margin_ratio"] == 1.0
