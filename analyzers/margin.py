@@ -92,6 +92,7 @@ class MarginAnalyzer(BarClockAnalyzer):
         self._calls = []
         self._call_order = []       # (bar, feed position) of each call: deferred feeds replay late
         self._bar = -1              # index of the bar being recorded
+        self._ledger_length = -1    # len(broker.ledger) at the last bar (deferred feeds)
         super().start()
 
     def _join(self, tape) -> None:
@@ -146,14 +147,28 @@ class MarginAnalyzer(BarClockAnalyzer):
         liquidated = () if records is None or len(records) == self._seen_records else \
             self._new_liquidations()
         deferred_feeds = self._deferred
+        if deferred_feeds:
+            # no ledger entry, liquidation or opened trade since the last bar: no deferred
+            # feed's position state moved (see _defer_bar)
+            ledger_length = len(self._ledger)
+            moved = ledger_length != self._ledger_length or bool(liquidated or self._opened_now)
+            self._ledger_length = ledger_length
         for data, name, length_line, low_line, high_line, ratios, distances in self._feeds:
             if deferred_feeds:
                 deferred = deferred_feeds.get(name)
-                if deferred is not None and self._defer_bar(deferred, data, name, liquidated,
-                                                            length_line, low_line):
-                    ratios.append(math.nan)          # the row's slots, written at stop()
-                    distances.append(math.nan)
-                    continue
+                if deferred is not None:
+                    if not (moved or deferred.recheck) and length_line.lencount and \
+                            low_line._idx == deferred.next_index:
+                        deferred.next_index += 1     # the run goes on (the usual bar)
+                        deferred.last_bar = self._bar
+                        ratios.append(math.nan)      # the row's slots, written at stop()
+                        distances.append(math.nan)
+                        continue
+                    if self._defer_bar(deferred, data, name, liquidated, length_line,
+                                       low_line):
+                        ratios.append(math.nan)
+                        distances.append(math.nan)
+                        continue
             if name in liquidated:
                 ratio, distance, side = 1.0, 0.0, 0
             elif not length_line.lencount:
@@ -196,6 +211,8 @@ class MarginAnalyzer(BarClockAnalyzer):
             position = self._getposition(data)
             size = position.size
             state = (size, position.price, len(self._ledger)) if size else None
+        # a liquidation is a one-bar run: the next bar looks again
+        deferred.recheck = state is not None and state[0] == "liquidated"
         if state != deferred.state:
             deferred.state = state
             deferred.start(bar, state, data, self._margin_figures, low_line)
@@ -403,7 +420,8 @@ class _DeferredFeed:
     ``MarginAnalyzer._measure`` gives, computed with numpy.
     """
 
-    __slots__ = ("position", "state", "next_index", "last_bar", "runs", "opened_bars")
+    __slots__ = ("position", "state", "next_index", "last_bar", "runs", "opened_bars",
+                 "recheck")
 
     def __init__(self, position: int):
         self.position = position        # the feed's place in the strategy's datas
@@ -412,6 +430,7 @@ class _DeferredFeed:
         self.last_bar = -1
         self.runs = []                  # (start bar, kind, size, entry, margin, liq, index)
         self.opened_bars = set()        # bars on which a trade of the feed opened
+        self.recheck = True             # False: the state holds until something moves
 
     def start(self, bar, state, data, margin_figures, low_line) -> None:
         """Open a run at ``bar`` for ``state`` (see ``MarginAnalyzer._defer_bar``)."""
