@@ -67,16 +67,17 @@ def bt_date_numbers(index: pd.DatetimeIndex) -> np.ndarray:
 
 
 def _column_arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """float64 arrays of the feed columns (case-insensitive), openinterest 0 when absent."""
+    """float64 arrays of the feed columns (case-insensitive); an absent openinterest is left out.
+
+    (``ArrayFeed._columns`` makes its zeros when they are needed.)
+    """
     by_lower_name = {str(column).lower(): column for column in frame.columns}
     arrays = {}
     for name in FEED_COLUMNS:
         if name in by_lower_name:
             arrays[name] = np.ascontiguousarray(
                 frame[by_lower_name[name]].to_numpy(dtype=np.float64, na_value=np.nan))
-        elif name == "openinterest":
-            arrays[name] = np.zeros(len(frame), dtype=np.float64)
-        else:
+        elif name != "openinterest":
             raise DataError(f"ArrayFeed: frame has no '{name}' column "
                             f"(found: {', '.join(map(str, frame.columns))})")
     return arrays
@@ -125,17 +126,23 @@ class ArrayFeed(bt.feed.DataBase):
         self._resolve_timeframe(frame)
         self._next_row = 0
         self._line_lists = None
+        self._made_columns = ("datetime",)      # arrays _columns() makes (not the frame's)
 
     def _columns(self) -> dict[str, np.ndarray]:
-        """The float64 arrays per line alias; the datetime one is computed when first needed.
+        """The float64 arrays per line alias; the ones the frame lacks are made when needed.
 
-        The price columns are views of the frame; the day numbers are the one
-        array of its own (8 B a bar), dropped again after a bulk preload has
-        copied it into the datetime line.
+        The price columns are views of the frame; the day numbers (and the
+        zeros of an openinterest the frame has not) are arrays of their own
+        (8 B a bar each), dropped again after a bulk preload has copied them
+        into the lines: kept, the zeros alone were 16 MiB of peak memory at 2M bars.
         """
-        if "datetime" not in self._arrays:
-            self._arrays["datetime"] = bt_date_numbers(self.p.dataname.index)
-        return self._arrays
+        arrays = self._arrays
+        if "datetime" not in arrays:
+            arrays["datetime"] = bt_date_numbers(self.p.dataname.index)
+        if "openinterest" not in arrays:
+            arrays["openinterest"] = np.zeros(self._row_count, dtype=np.float64)
+            self._made_columns = ("datetime", "openinterest")
+        return arrays
 
     def _resolve_timeframe(self, frame: pd.DataFrame) -> None:
         """Fill timeframe/compression params left as None from the bar interval."""
@@ -238,7 +245,8 @@ class ArrayFeed(bt.feed.DataBase):
             # frombytes reads the numpy buffer directly (no temporary bytes copy)
             getattr(self.lines, alias).array.frombytes(
                 memoryview(columns[alias][first:stop]).cast("B"))
-        del self._arrays["datetime"]  # now in the datetime line; recomputed if run again
+        for name in self._made_columns:    # now in their lines; made again if run again
+            del self._arrays[name]
         self._next_row = self._row_count
         self._last()
         self.home()
