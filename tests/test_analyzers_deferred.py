@@ -84,3 +84,16 @@ def test_deferred_measurement_equals_bar_by_bar(shared_data, symbols, runonce, r
         assert broker.liquidations and deferred["margin_calls"]
         assert bool(broker.funding_payments) == (funding is not None)
         assert deferred["worst_margin_ratio"] == 1.0
+
+
+def test_deferred_figures_in_many_chunks_equal_bar_by_bar(shared_data, monkeypatch):
+    # stop() computes the deferred bars in chunks of margin._CHUNK_BARS (8192: one chunk for
+    # these ~1,460 bars); chunks of 7 bars cut through runs, liquidations and margin calls
+    from backtrader_leverage.analyzers import margin as margin_module
+    frames = _frames(shared_data, ("BTCUSDT", "ETHUSDT"))
+    monkeypatch.setattr(margin_module, "_CHUNK_BARS", 7)
+    deferred, deferred_series, broker = _run(frames, MarginAnalyzer, funding_rates=0.0003)
+    bar_by_bar, bar_series, _ = _run(frames, BarByBar, funding_rates=0.0003)
+    assert len(deferred_series["margin_ratio"]["F0"]) > 100 * 7
+    assert deferred == bar_by_bar and deferred["margin_calls"] and broker.liquidations
+    _same_series(deferred_series, bar_series)
