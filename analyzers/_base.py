@@ -109,6 +109,45 @@ class MirroredColumn:
         return np.frombuffer(self.line.array, dtype=np.float64, count=self.count)
 
 
+class StepColumn:
+    """Per-bar values that seldom change, kept as steps: (first bar, value) of each change.
+
+    For the wallet balance (``broker.getcash()``), which moves only with a cash
+    flow: a few thousand steps in a run of millions of bars, where a float a
+    bar cost 8 B a bar of peak memory (issue 15). A value starts a new step
+    unless it is the previous value itself (the broker hands back the same
+    float object while its cash is unchanged) or equal to it and not zero
+    (equal non-zero floats have the same bits; 0.0 and -0.0 compare equal, so a
+    zero always starts a step). :meth:`dense` gives back every bar's value.
+    """
+
+    __slots__ = ("count", "starts", "values", "last")
+
+    def __init__(self):
+        self.count = 0                      # values appended (bars)
+        self.starts = array.array("q")      # the bar each step starts at
+        self.values = _float_array()        # its value
+        self.last = None
+
+    def append(self, value: float) -> None:
+        last = self.last
+        if value is not last and (value != last or value == 0.0):
+            self.starts.append(self.count)
+            self.values.append(value)
+            self.last = value
+        self.count += 1
+
+    def __len__(self) -> int:
+        return self.count
+
+    def dense(self) -> np.ndarray:
+        """One float64 value per bar appended (a new array)."""
+        if not self.count:
+            return np.empty(0, dtype=np.float64)
+        lengths = np.diff(np.append(np.frombuffer(self.starts, dtype=np.int64), self.count))
+        return np.repeat(as_numpy(self.values), lengths)
+
+
 class BarTape:
     """What the analyzers of one strategy record per bar (one entry per ``next`` call).
 
@@ -122,10 +161,11 @@ class BarTape:
     time after the common values, that appends one value to each of them.
 
     The stored columns share ONE buffer, ``rows``: each bar appends its row
-    (value, [cash], notional, then the members' columns in the order they
-    were reserved), and :meth:`column` reads a column back as a strided view.
-    ``value``, ``cash`` and ``notional`` are all names of that buffer, so
-    ``record`` appends in row order. Why one buffer: separate buffers growing
+    (value, notional, then the members' columns in the order they were
+    reserved), and :meth:`column` reads a column back as a strided view.
+    ``value`` and ``notional`` are both names of that buffer, so ``record``
+    appends in row order; ``cash`` is a :class:`StepColumn` (the wallet
+    changes only with a cash flow: a few steps, not 8 B a bar). Why one buffer: separate buffers growing
     side by side (five with the four analyzers, next to the strategy's own
     line buffers) fragment the C heap as each reallocation moves past the
     others; the profile of issue 15 showed ~9 MiB of freed-but-held heap at
@@ -141,7 +181,8 @@ class BarTape:
         self.time = None            # MirroredColumns, made at the first bar
         self.first_clock = None
         self.rows = _float_array()
-        self.value = self.cash = self.notional = self.rows   # record() appends in row order
+        self.value = self.notional = self.rows   # record() appends in row order
+        self.cash = StepColumn()
         self._reserved = 0          # members' columns, after the common ones
         self._configured = False
 
@@ -179,20 +220,17 @@ class BarTape:
         self._reserved += count
         return first
 
-    def _common_width(self) -> int:
-        return 3 if self.wants_cash else 2
-
     def column(self, key) -> np.ndarray:
         """One stored column, one value per bar, as a float64 view (pins the buffer).
 
-        ``key``: ``"value"``, ``"cash"``, ``"notional"`` or a key from :meth:`reserve`.
-        ``cash`` is empty unless a member asked for it.
+        ``key``: ``"value"``, ``"notional"`` or a key from :meth:`reserve`; or
+        ``"cash"``: a new array (empty unless a member asked for it).
         """
-        common = self._common_width()
-        if key == "cash" and not self.wants_cash:
-            return np.empty(0, dtype=np.float64)
+        common = 2          # value, notional
+        if key == "cash":
+            return self.cash.dense() if self.wants_cash else np.empty(0, dtype=np.float64)
         if isinstance(key, str):
-            position = {"value": 0, "cash": 1, "notional": common - 1}[key]
+            position = {"value": 0, "notional": 1}[key]
         else:
             position = common + key
         width = common + self._reserved
