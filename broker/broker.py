@@ -693,8 +693,12 @@ class MarginBroker(bt.brokers.BackBroker):
             dt, name = self._bar_datetime(), None
         else:
             state = self._feed_states.get(data) or self._feed_state(data)
-            dt = self._feed_datetime(data, state) if state.length_line.lencount else None
-            name = self._feed_name(data)
+            dt = None
+            if state.length_line.lencount:
+                line, cached = state.datetime_line, state.datetime
+                dt = cached[1] if cached is not None and cached[0] == line.array[line._idx] \
+                    else self._feed_datetime(data, state)
+            name = data._name or self._feed_name(data)
         self.ledger.append(CashFlow(dt, name, reason, amount, self.cash))
         episodes = self.negative_balance_episodes
         # the usual flow: wallet positive, no episode open
@@ -788,8 +792,6 @@ class MarginBroker(bt.brokers.BackBroker):
             self._refresh_marks(ticks)
         if self.p.coc and self.pending:
             self._fill_market_orders(cheat_on_close_only=True)
-        if self._funding is not None or self._funding_by_data:
-            self._open_funding_windows(ticks)
         if self._cross:
             self._liquidate_cross_on_gap(ticks)
             busy = ticks
@@ -814,13 +816,15 @@ class MarginBroker(bt.brokers.BackBroker):
         self._get_value()
 
     def _new_ticks(self):
-        """Feed → Tick for every feed that moved since the last call.
+        """Feed → Tick for every feed that moved since the last call; on a new bar it also
+        moves the feed's funding clock (``_FeedState.funding_window``).
 
         Several feeds may tick unevenly; a replayed bar develops at the same
         length, so the bar's values, not only its length, tell what is new.
         """
         ticks = {}
         states = self._feed_states
+        funded = self._funding is not None or bool(self._funding_by_data)
         for data in self.cerebro.datas:
             state = states.get(data) or self._feed_state(data)
             length = state.length_line.lencount        # len(data)
@@ -850,6 +854,9 @@ class MarginBroker(bt.brokers.BackBroker):
             if tick is None or None in tick:
                 tick = Tick(*_tick_prices(data, seen[2:]), last is None or last[0] != length)
             ticks[data] = tick
+            if tick.new_bar and funded:      # the funding clock moves once per new bar
+                state.funding_window = None if self._funding_by_data.get(
+                    data, self._funding) is None else self._funding_window(data)
         return ticks
 
     def _busy_feeds(self, ticks):
@@ -1395,14 +1402,6 @@ class MarginBroker(bt.brokers.BackBroker):
         if key not in self._warned:
             self._warned.add(key)
             warnings.warn(message, category, stacklevel=3)
-
-    def _open_funding_windows(self, ticks):
-        """Move the funding clock of every feed with a new bar (``_FeedState.funding_window``)."""
-        for data, tick in ticks.items():
-            if tick.new_bar:
-                state = self._feed_states[data]
-                state.funding_window = None if self._funding_by_data.get(
-                    data, self._funding) is None else self._funding_window(data)
 
     def _pay_funding(self, data):
         """Pay every funding time of ``data``'s new bar (see the class docstring, step 2b)."""
