@@ -64,20 +64,30 @@ class RiskAnalyzer(BarClockAnalyzer):
     def _equity_curve(self) -> tuple[np.ndarray, np.ndarray, float | None]:
         """(equity with the start value first, its stamps, interval)."""
         interval = self.bar_interval()
-        # each curve written once into its final array (no per-bar temporaries to concatenate)
+        return self._equity_values(), self._stamps(interval), interval
+
+    def _equity_values(self) -> np.ndarray:
+        """The start value, then the value after each bar (one new array)."""
+        values = self.equity()
+        equity = np.empty(values.size + 1)
+        equity[0] = self._start_value
+        equity[1:] = values
+        return equity
+
+    def _stamps(self, interval: float | None) -> np.ndarray:
+        """POSIX seconds of the equity curve: one interval before the first bar, then each bar."""
         clocks = self.bar_clocks()
         times = np.empty(clocks.size + 1)
-        bt_array_to_seconds(clocks, out=times[1:])
+        bt_array_to_seconds(clocks, out=times[1:])    # written in place, no temporaries
         times[0] = times[1] - (interval or 0.0) if clocks.size else math.nan
-        equity = np.empty(clocks.size + 1)
-        equity[0] = self._start_value
-        equity[1:] = self.equity()
-        return equity, times, interval
+        return times
 
     def _summarise(self) -> dict:
-        equity, times, interval = self._equity_curve()
-        summary = risk_summary(equity, times, interval, ruin_threshold=self.p.ruin_threshold)
-        del equity, times    # freed before the leverage arrays: a lower peak at stop()
+        interval = self.bar_interval()
+        # the stamps are made when risk_summary is done with the bar returns, and both
+        # curves are freed when it returns: a lower memory peak at stop() (issue 15)
+        summary = risk_summary(self._equity_values(), lambda: self._stamps(interval), interval,
+                               ruin_threshold=self.p.ruin_threshold)
         leverage = self.effective_leverage()
         exposed_bars = int(np.count_nonzero(self.notional() > 0.0))
         finite = leverage[np.isfinite(leverage)]

@@ -132,10 +132,22 @@ def drawdown_series(equity) -> np.ndarray:
     Equity is clipped at 0 first, so a value in debt is a drawdown of 1 (not
     beyond 100 %). The peak includes the starting value.
     """
-    curve = np.maximum(np.asarray(equity, dtype=float), 0.0)
+    curve = _clipped_at_zero(equity)
     if curve.size == 0:
         return np.empty(0)
     return _drawdown_of_clipped(curve)
+
+
+def _clipped_at_zero(values) -> np.ndarray:
+    """``np.maximum(values, 0.0)``; the float array itself (no copy) when nothing is below 0.
+
+    For the drawdown functions here, whose results only compare these values or
+    divide them by their running peak: the one value np.maximum could still
+    change, the sign of a zero, makes no difference there (-0.0 / peak and
+    0.0 / peak both give a drawdown of 1; a zero peak gives 0).
+    """
+    curve = np.asarray(values, dtype=float)
+    return np.maximum(curve, 0.0) if (curve < 0.0).any() else curve
 
 
 def _drawdown_of_clipped(curve: np.ndarray) -> np.ndarray:
@@ -165,7 +177,7 @@ def max_drawdown_details(equity) -> dict:
     the peak; ``None`` while under water). Indices are ``None`` when there was
     no drawdown.
     """
-    curve = np.maximum(np.asarray(equity, dtype=float), 0.0)
+    curve = _clipped_at_zero(equity)
     empty = {"max_drawdown": 0.0, "peak_index": None, "trough_index": None,
              "recovery_index": None}
     if curve.size < 2:
@@ -193,7 +205,7 @@ def longest_under_water(equity, times, end_time: float | None = None) -> float:
     observation back at or above it; one still open at the end runs to
     ``end_time`` (default: the last stamp). 0.0 when never under water.
     """
-    curve = np.maximum(np.asarray(equity, dtype=float), 0.0)
+    curve = _clipped_at_zero(equity)
     stamps = np.asarray(times, dtype=float)
     if curve.size < 2:
         return 0.0
@@ -329,8 +341,11 @@ def risk_summary(equity, times, interval: float | None,
     ----------
     equity : array of float, quote currency
         Starting value, then the value after each bar (length bars + 1).
-    times : array of float, POSIX seconds
+    times : array of float, POSIX seconds, or a function returning it
         Stamps of ``equity`` (``times[0]`` one interval before the first bar).
+        A function is called once, after the figures of the bar returns: the
+        caller need not hold the stamps while the returns are computed (a
+        lower memory peak for a long run).
     interval : float or None, seconds
         Bar interval; None when unknown (fewer than two bars).
     ruin_threshold : float
@@ -350,7 +365,6 @@ def risk_summary(equity, times, interval: float | None,
     daily returns VaR/CVaR were computed from, up to the ruin).
     """
     full = np.asarray(equity, dtype=float)
-    stamps = np.asarray(times, dtype=float)
     start_value = float(full[0])
     end_value = float(full[-1])
     bars = int(full.size - 1)
@@ -368,6 +382,7 @@ def risk_summary(equity, times, interval: float | None,
     sharpe = sharpe_ratio(returns, periods)
     sortino = sortino_ratio(returns, periods)
     del returns
+    stamps = np.asarray(times() if callable(times) else times, dtype=float)
     details = max_drawdown_details(curve)
     if ruin_index is not None:
         details["max_drawdown"] = 1.0  # clipped at 0: exactly everything lost

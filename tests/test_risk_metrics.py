@@ -152,6 +152,16 @@ def test_summary_of_a_ruined_carry_account():
     json.dumps(s)
 
 
+def test_summary_takes_the_stamps_as_a_function_called_once():
+    # RiskAnalyzer passes a function, so the stamps are made after the bar returns
+    # are done with (a lower memory peak); the figures are the same as with the array
+    equity = [1000.0, 1100.0, 990.0, -20.0, 1200.0]
+    times = stamps(len(equity), HOUR)
+    calls = []
+    lazy = rm.risk_summary(equity, lambda: calls.append(1) or times, HOUR)
+    assert lazy == rm.risk_summary(equity, times, HOUR) and calls == [1]
+
+
 def test_ruin_threshold_and_bankruptcy_are_separate():
     START, MID, LOW, BUST = 1000.0, 500.0, 50.0, 0.0
     THRESHOLD = 0.10
