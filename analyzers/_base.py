@@ -260,8 +260,13 @@ class BarTape:
                 index = datetime_line._idx
                 stamp = datetime_line.array[index]
                 if stamp != self._last_first_stamp:
-                    self.first_clock.add(stamp, index)
                     self._last_first_stamp = stamp
+                    column = self.first_clock
+                    if column.values is None and index == column.count:   # add, inlined
+                        column.count = index + 1
+                        column.last = stamp
+                    else:
+                        column.add(stamp, index)
         value = self._getvalue()
         self.value.append(value)
         if self.wants_cash:

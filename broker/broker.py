@@ -675,7 +675,7 @@ class MarginBroker(bt.brokers.BackBroker):
         """backtrader's averaging, then the size snapped to the lot grid (no 1e-17 leftovers)."""
         position = self.positions[data]
         new_size = self._snap(position.size + size)
-        position.update(size, price, data.datetime.datetime())
+        position.update(size, price, self._feed_datetime(data))   # data.datetime.datetime()
         position.size = new_size
         if not new_size:
             position.price = 0.0
