@@ -270,7 +270,11 @@ class BarTape:
         value = self._getvalue()
         self.value.append(value)
         if self.wants_cash:
-            self.cash.append(self._getcash())
+            cash, steps = self._getcash(), self.cash
+            if cash is steps.last:           # StepColumn.append of an unchanged wallet, inlined
+                steps.count += 1
+            else:
+                steps.append(cash)
         notional = 0.0
         getposition = self._getposition
         for data, length_line, close_line in self.feeds:
