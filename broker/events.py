@@ -95,7 +95,7 @@ class CashFlow:
         return _json_ready(self)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per position and funding time: slots save ~48 B each
 class FundingPayment:
     """One funding payment of a perpetual position.
 
