@@ -97,3 +97,41 @@ def test_deferred_figures_in_many_chunks_equal_bar_by_bar(shared_data, monkeypat
     assert len(deferred_series["margin_ratio"]["F0"]) > 100 * 7
     assert deferred == bar_by_bar and deferred["margin_calls"] and broker.liquidations
     _same_series(deferred_series, bar_series)
+
+
+def _run_with(frames, analyzers):
+    """``analyzers``: (name, class, params) added in this order; {name: (analysis, series)}."""
+    cerebro = bt.Cerebro(stdstats=False)
+    for index, frame in enumerate(frames):
+        cerebro.adddata(ArrayFeed(dataname=frame, name=f"F{index}"))
+    cerebro.broker = MarginBroker(cash=10_000, leverage=20, tiers="binance_btcusdt_perp",
+                                  funding_rates=0.0003)
+    cerebro.broker.setcommission(commission=0.0004)
+    cerebro.addstrategy(Reversals)
+    for name, analyzer, params in analyzers:
+        cerebro.addanalyzer(analyzer, _name=name, **params)
+    strategy = cerebro.run()[0]
+    return {name: (strategy.analyzers.getbyname(name).get_analysis(),
+                   strategy.analyzers.getbyname(name).series()) for name, _, _ in analyzers}
+
+
+def test_members_sharing_the_tape_give_what_each_gives_alone(shared_data):
+    # the tape's one row a bar holds value, notional and each MarginAnalyzer's columns (the
+    # wallet is a step column): two MarginAnalyzers (one bar by bar), NegativeBalance and Risk
+    from backtrader_leverage.analyzers import NegativeBalanceAnalyzer, RiskAnalyzer
+    frames = _frames(shared_data, ("BTCUSDT", "ETHUSDT"))
+    members = [("m1", MarginAnalyzer, {"levels": (0.3, 0.5)}), ("neg", NegativeBalanceAnalyzer, {}),
+               ("m2", BarByBar, {"levels": (0.8,)}), ("risk", RiskAnalyzer, {})]
+    together = _run_with(frames, members)
+    for member in members:
+        alone = _run_with(frames, [member])[member[0]]
+        assert together[member[0]][0] == alone[0]
+        shared = together[member[0]][1]
+        assert list(shared) == list(alone[1])
+        for key, value in alone[1].items():     # arrays, or dicts feed name -> array
+            for name, array in (value.items() if isinstance(value, dict) else [(None, value)]):
+                other = shared[key][name] if name is not None else shared[key]
+                assert np.asarray(array).tobytes() == np.asarray(other).tobytes(), (key, name)
+    # not trivial: margin calls fired, and the wallet moved (its steps) many times
+    assert together["m1"][0]["margin_calls"] and together["m2"][0]["margin_calls"]
+    assert len(np.unique(together["neg"][1]["balance"])) > 50
