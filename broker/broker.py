@@ -29,6 +29,11 @@ price (``set_mark_price``) the liquidation triggers where the mark's path,
 taken in step with the trade path, reaches the liquidation price, and fills
 there (at the trade price when the mark is already past it, e.g. at the open).
 
+In isolated margin, steps 1, 2b and 3 are skipped for a feed whose tick is
+quiet (``_busy_feeds``): no order rests on any feed, it has no mark bar, no
+funding time falls due and its path stays short of the liquidation price (or
+it is flat) — the usual bar, on which each of them would change nothing.
+
 In cross margin (``margin_mode="cross"``) steps 1 and 3 are account-wide:
 the gap liquidates every position at its open when the account opens at or
 below maintenance, and the intrabar phase walks the paths of all feeds
