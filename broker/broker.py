@@ -200,6 +200,14 @@ def _real_param(value, name, allowed, test, unit, none_ok=False):
                      f"({unit}), got {value!r}")
 
 
+def _path_reaches(tick, size, level):
+    """Whether the tick's prices reach ``level`` (quote per base) from the side of a
+    position of ``size`` (signed base units, not 0): a long's lowest, a short's highest price."""
+    if size > 0:
+        return min(tick.open, tick.high, tick.low, tick.close) <= level
+    return max(tick.open, tick.high, tick.low, tick.close) >= level
+
+
 def _touch_price(order, segment_start, segment_end):
     """Price where a resting order triggers on the path segment start → end, or None.
 
@@ -893,12 +901,7 @@ class MarginBroker(bt.brokers.BackBroker):
                                     end > schedule.first_time_from(start)):
                     busy[data] = tick     # a payment (or the not-covered warning) is due
                     continue
-            level = self._isolated_liquidation_price(data, position)
-            if size > 0:
-                quiet = min(tick.open, tick.high, tick.low, tick.close) > level
-            else:
-                quiet = max(tick.open, tick.high, tick.low, tick.close) < level
-            if not quiet:
+            if _path_reaches(tick, size, self._isolated_liquidation_price(data, position)):
                 busy[data] = tick
         return busy
 
@@ -973,9 +976,7 @@ class MarginBroker(bt.brokers.BackBroker):
             # never reaches it (flat: nothing can; the usual bar of a position: the same)
             if not size:
                 return
-            level = self._isolated_liquidation_price(data, position)
-            if (size > 0 and min(open_, high, low, close) > level) or \
-                    (size < 0 and max(open_, high, low, close) < level):
+            if not _path_reaches(tick, size, self._isolated_liquidation_price(data, position)):
                 return
         low_first = size > 0 if size else (open_ - low) <= (high - open_)
         path = (open_, low, high, close) if low_first else (open_, high, low, close)
