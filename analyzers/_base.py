@@ -24,7 +24,7 @@ import math
 import backtrader as bt
 import numpy as np
 
-from ._common import bt_array_to_seconds, seconds_to_datetime64
+from ._common import bt_array_to_seconds, no_op, seconds_to_datetime64, skip_idle_bar_hooks
 from .risk_metrics import median_interval
 
 _TAPE_ATTRIBUTE = "_btlev_bar_tape"
@@ -60,8 +60,6 @@ def _column_view(column) -> np.ndarray:
     return np.empty(0, dtype=np.float64) if column is None else column.view()
 
 
-def _ignore(*_args) -> None:
-    """Stand-in for a backtrader hook an analyzer has no use for."""
 
 
 class MirroredColumn:
@@ -311,26 +309,14 @@ class BarClockAnalyzer(bt.Analyzer):
 
     def _stop_recording(self) -> None:
         """No member reads the per-bar buffers: the leader's next does nothing."""
-        self._tape.record = _ignore
+        self._tape.record = no_op
         if "_next" in self.__dict__:
-            self._next = self._prenext = self._nextstart = _ignore
+            self._next = self._prenext = self._nextstart = no_op
 
     def _skip_unused_hooks(self, tape: BarTape) -> None:
-        # Per bar, backtrader calls _next (or _prenext/_nextstart) and
-        # _notify_cashvalue/_notify_fund of every analyzer. Without child
-        # analyzers or overrides of these hooks, route them straight to the
-        # tape (leader) or to nothing.
-        if self._children:
-            return
-        own = type(self)
-        if own.notify_cashvalue is bt.Analyzer.notify_cashvalue:
-            self._notify_cashvalue = _ignore
-        if own.notify_fund is bt.Analyzer.notify_fund:
-            self._notify_fund = _ignore
-        if own.next is BarClockAnalyzer.next and own.prenext is bt.Analyzer.prenext and \
-                own.nextstart is bt.Analyzer.nextstart:
-            step = tape.record if tape.leader is self else _ignore
-            self._next = self._prenext = self._nextstart = step
+        # the leader's bar call records the tape; the others' do nothing
+        skip_idle_bar_hooks(self, step=tape.record if tape.leader is self else no_op,
+                            idle_next=BarClockAnalyzer.next)
 
     def next(self):
         if self._tape.leader is self:

@@ -91,27 +91,28 @@ def field_seconds(value) -> float | None:
     return datetime_to_seconds(value)
 
 
-def _no_op(*_args) -> None:
+def no_op(*_args) -> None:
     """Stand-in for a per-bar backtrader hook an analyzer has no use for."""
 
 
-def skip_idle_bar_hooks(analyzer: bt.Analyzer) -> None:
+def skip_idle_bar_hooks(analyzer: bt.Analyzer, step=no_op, idle_next=bt.Analyzer.next) -> None:
     """Make backtrader's per-bar calls into ``analyzer`` no-ops where it does nothing per bar.
 
     Every bar, backtrader calls each analyzer's ``_next`` (or ``_prenext``/``_nextstart``),
     ``_notify_cashvalue`` and ``_notify_fund``; each loops over the analyzer's children and
     calls the public hook. For an analyzer without children whose class keeps
-    ``bt.Analyzer``'s empty ``next``/``prenext``/``nextstart`` (all three), or its empty
-    ``notify_cashvalue``, or ``notify_fund``, those calls go to a no-op instead. Order and
-    trade notifications are untouched. Call it from ``start()`` (children exist by then).
+    ``idle_next`` as its ``next`` and ``bt.Analyzer``'s empty ``prenext``/``nextstart``,
+    the bar calls go straight to ``step`` (a no-op unless given); where it keeps the empty
+    ``notify_cashvalue`` or ``notify_fund``, those go to a no-op. Order and trade
+    notifications are untouched. Call it from ``start()`` (children exist by then).
     """
     if analyzer._children:
         return
     own = type(analyzer)
-    if all(getattr(own, hook) is getattr(bt.Analyzer, hook)
-           for hook in ("next", "prenext", "nextstart")):
-        analyzer._next = analyzer._prenext = analyzer._nextstart = _no_op
+    if own.next is idle_next and own.prenext is bt.Analyzer.prenext and \
+            own.nextstart is bt.Analyzer.nextstart:
+        analyzer._next = analyzer._prenext = analyzer._nextstart = step
     if own.notify_cashvalue is bt.Analyzer.notify_cashvalue:
-        analyzer._notify_cashvalue = _no_op
+        analyzer._notify_cashvalue = no_op
     if own.notify_fund is bt.Analyzer.notify_fund:
-        analyzer._notify_fund = _no_op
+        analyzer._notify_fund = no_op

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from backtrader_leverage.analyzers import FundingAnalyzer, RefusalAnalyzer
-from backtrader_leverage.analyzers._common import _no_op
+from backtrader_leverage.analyzers._common import no_op
 
 from test_analyzers_support import flat_bar, ohlc_feed, run
 
@@ -32,9 +32,9 @@ def test_idle_hooks_are_no_ops_and_a_subclass_keeps_its_own():
     funding, refusal, counting = (strategy.analyzers.getbyname(name)
                                   for name in ("funding", "refusal", "counting"))
     for analyzer in (funding, refusal):
-        assert analyzer._next is analyzer._prenext is analyzer._nextstart is _no_op
-        assert analyzer._notify_cashvalue is analyzer._notify_fund is _no_op
+        assert analyzer._next is analyzer._prenext is analyzer._nextstart is no_op
+        assert analyzer._notify_cashvalue is analyzer._notify_fund is no_op
     assert counting.bars == BARS and counting.cash_values == BARS
     assert "_next" not in vars(counting) and "_notify_cashvalue" not in vars(counting)
-    assert counting._notify_fund is _no_op          # notify_fund is not overridden
+    assert counting._notify_fund is no_op          # notify_fund is not overridden
     assert funding.get_analysis()["payments"] == 0 and refusal.get_analysis()["count"] == 0
