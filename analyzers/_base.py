@@ -60,8 +60,6 @@ def _column_view(column) -> np.ndarray:
     return np.empty(0, dtype=np.float64) if column is None else column.view()
 
 
-
-
 class MirroredColumn:
     """Per-bar values read from one line buffer, stored only when the buffer cannot give them back.
 
@@ -163,11 +161,12 @@ class BarTape:
     reserved), and :meth:`column` reads a column back as a strided view.
     ``value`` and ``notional`` are both names of that buffer, so ``record``
     appends in row order; ``cash`` is a :class:`StepColumn` (the wallet
-    changes only with a cash flow: a few steps, not 8 B a bar). Why one buffer: separate buffers growing
-    side by side (five with the four analyzers, next to the strategy's own
-    line buffers) fragment the C heap as each reallocation moves past the
-    others; the profile of issue 15 showed ~9 MiB of freed-but-held heap at
-    200k bars (~45 B a bar of peak RSS), which one growing buffer does not leave.
+    changes only with a cash flow: a few steps, not 8 B a bar). Why one
+    buffer: separate buffers growing side by side (five with the four
+    analyzers, next to the strategy's own line buffers) fragment the C heap as
+    each reallocation moves past the others; the profile of issue 15 showed
+    ~9 MiB of freed-but-held heap at 200k bars (~45 B a bar of peak RSS),
+    which one growing buffer does not leave.
     """
 
     def __init__(self, strategy):
