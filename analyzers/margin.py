@@ -155,27 +155,14 @@ class MarginAnalyzer(BarClockAnalyzer):
             self._new_liquidations()
         deferred_feeds = self._deferred
         if deferred_feeds:
-            # no ledger entry, liquidation or opened trade since the last bar: no deferred
-            # feed's position state moved (see _defer_bar)
-            ledger_length = len(self._ledger)
-            moved = ledger_length != self._ledger_length or bool(liquidated or self._opened_now)
-            self._ledger_length = ledger_length
+            self._ledger_length = len(self._ledger)   # what _quiet_bar compares next bar
         for data, name, length_line, low_line, high_line, ratios, distances in self._feeds:
-            if deferred_feeds:
-                deferred = deferred_feeds.get(name)
-                if deferred is not None:
-                    if not (moved or deferred.recheck) and length_line.lencount and \
-                            low_line._idx == deferred.next_index:
-                        deferred.next_index += 1     # the run goes on (the usual bar)
-                        deferred.last_bar = self._bar
-                        ratios.append(math.nan)      # the row's slots, written at stop()
-                        distances.append(math.nan)
-                        continue
-                    if self._defer_bar(deferred, data, name, liquidated, length_line,
-                                       low_line):
-                        ratios.append(math.nan)
-                        distances.append(math.nan)
-                        continue
+            deferred = deferred_feeds.get(name) if deferred_feeds else None
+            if deferred is not None and self._defer_bar(deferred, data, name, liquidated,
+                                                        length_line, low_line):
+                ratios.append(math.nan)              # the row's slots, written at stop()
+                distances.append(math.nan)
+                continue
             if name in liquidated:
                 ratio, distance, side = 1.0, 0.0, 0
             elif not length_line.lencount:
@@ -256,7 +243,8 @@ class MarginAnalyzer(BarClockAnalyzer):
         if deferred is None:
             return
         self._all_deferred, self._deferred_lines = False, []
-        bars = self._bar + 1 if self._deferred_bar_done(deferred) else self._bar
+        # the bars noted so far: with the current one once its _defer_bar has run
+        bars = self._bar + 1 if deferred.last_bar == self._bar else self._bar
         if not bars:
             return
         feed = self._feeds[deferred.position]
@@ -285,10 +273,6 @@ class MarginAnalyzer(BarClockAnalyzer):
                 self._margin_calls(name, int(side[bar - first]), float(ratio[bar - first]),
                                    float(clocks[bar]), bar)
         self._opened_now = opened_now
-
-    def _deferred_bar_done(self, deferred) -> bool:
-        """Whether the current bar is already noted for ``deferred`` (after its _defer_bar)."""
-        return deferred.last_bar == self._bar
 
     def _new_liquidations(self):
         """Feed names liquidated on this bar (records appended since the last bar)."""

@@ -38,7 +38,7 @@ def _frames(shared_data, symbols):
             for symbol in symbols]
 
 
-def _run(frames, analyzer, runonce=True, replay=False, **broker_params):
+def _run(frames, analyzer, runonce=True, replay=False, mark=None, **broker_params):
     cerebro = bt.Cerebro(stdstats=False, runonce=runonce)
     for index, frame in enumerate(frames):
         feed = ArrayFeed(dataname=frame, name=f"F{index}")
@@ -49,6 +49,8 @@ def _run(frames, analyzer, runonce=True, replay=False, **broker_params):
     cerebro.broker = MarginBroker(cash=10_000, leverage=20, tiers="binance_btcusdt_perp",
                                   **broker_params)
     cerebro.broker.setcommission(commission=0.0004)
+    if mark is not None:                 # the first feed on its mark price: measured bar by bar
+        cerebro.broker.set_mark_price(cerebro.datas[0], mark)
     cerebro.addstrategy(Reversals)
     cerebro.addanalyzer(analyzer, _name="margin", levels=(0.3, 0.5, 0.8))
     strategy = cerebro.run()[0]
@@ -66,17 +68,21 @@ def _same_series(deferred, bar_by_bar):
             assert np.array_equal(np.signbit(a), np.signbit(b))
 
 
-@pytest.mark.parametrize("symbols, runonce, replay, funding", [
-    (("BTCUSDT",), True, False, 0.0003),
-    (("BTCUSDT", "ETHUSDT"), True, False, 0.0003),
-    (("BTCUSDT",), False, False, None),
-    (("BTCUSDT",), True, True, 0.0003),
+@pytest.mark.parametrize("symbols, runonce, replay, funding, marked", [
+    (("BTCUSDT",), True, False, 0.0003, False),
+    (("BTCUSDT", "ETHUSDT"), True, False, 0.0003, False),
+    (("BTCUSDT", "ETHUSDT"), True, False, 0.0003, True),   # one feed deferred, one not
+    (("BTCUSDT",), False, False, None, False),
+    (("BTCUSDT",), True, True, 0.0003, False),
 ])
-def test_deferred_measurement_equals_bar_by_bar(shared_data, symbols, runonce, replay, funding):
+def test_deferred_measurement_equals_bar_by_bar(shared_data, symbols, runonce, replay, funding,
+                                                marked):
     frames = _frames(shared_data, symbols)
-    deferred, deferred_series, broker = _run(frames, MarginAnalyzer, runonce, replay,
+    mark = _frames(shared_data, ["BTCUSDT_mark"])[0] if marked else None
+    deferred, deferred_series, broker = _run(frames, MarginAnalyzer, runonce, replay, mark,
                                              funding_rates=funding)
-    bar_by_bar, bar_series, _ = _run(frames, BarByBar, runonce, replay, funding_rates=funding)
+    bar_by_bar, bar_series, _ = _run(frames, BarByBar, runonce, replay, mark,
+                                     funding_rates=funding)
     assert deferred == bar_by_bar
     _same_series(deferred_series, bar_series)
     if not replay:
