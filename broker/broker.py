@@ -99,7 +99,7 @@ class _FeedState:
 
     __slots__ = ("lines", "length_line", "datetime_line", "open_line", "high_line",
                  "low_line", "close_line", "last_seen", "previous_bar_start", "bar_seconds",
-                 "funding_paid_until", "funding_window", "datetime")
+                 "funding_paid_until", "funding_window", "funding_due", "datetime", "name")
 
     def __init__(self, data):
         owned = data.lines
@@ -111,7 +111,9 @@ class _FeedState:
         self.bar_seconds = None
         self.funding_paid_until = None
         self.funding_window = None  # (start, end) POSIX seconds of the current bar's funding
+        self.funding_due = False    # a payment (or the not-covered warning) falls in it
         self.datetime = None        # (day number, datetime) of the current bar, converted once
+        self.name = None            # 'data<index>' of an unnamed feed, once looked up
 
 
 _PATH_EXECTYPES = (Order.Limit, Order.Stop, Order.StopTrail, Order.StopLimit, Order.StopTrailLimit)
@@ -200,12 +202,13 @@ def _real_param(value, name, allowed, test, unit, none_ok=False):
                      f"({unit}), got {value!r}")
 
 
-def _path_reaches(tick, size, level):
-    """Whether the tick's prices reach ``level`` (quote per base) from the side of a
-    position of ``size`` (signed base units, not 0): a long's lowest, a short's highest price."""
+def _path_reaches(prices, size, level):
+    """Whether the tick's ``prices`` (open, high, low, close) reach ``level`` (quote per
+    base) from the side of a position of ``size`` (signed base units, not 0): a long's
+    lowest, a short's highest price."""
     if size > 0:
-        return min(tick.open, tick.high, tick.low, tick.close) <= level
-    return max(tick.open, tick.high, tick.low, tick.close) >= level
+        return min(prices) <= level
+    return max(prices) >= level
 
 
 def _touch_price(order, segment_start, segment_end):
@@ -711,7 +714,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 line, cached = state.datetime_line, state.datetime
                 dt = cached[1] if cached is not None and cached[0] == line.array[line._idx] \
                     else self._feed_datetime(data, state)
-            name = data._name or self._feed_name(data)
+            name = data._name or state.name or self._feed_name(data)
         self.ledger.append(CashFlow(dt, name, reason, amount, self.cash))
         episodes = self.negative_balance_episodes
         # the usual flow: wallet positive, no episode open
@@ -747,11 +750,23 @@ class MarginBroker(bt.brokers.BackBroker):
     def _feed_name(self, data):
         if data._name:
             return data._name
+        state = self._feed_states.get(data)
+        if state is not None and state.name is not None:
+            return state.name
         datas = getattr(getattr(self, "cerebro", None), "datas", [])
         for index, feed in enumerate(datas):
             if feed is data:
-                return f"data{index}"
+                name = f"data{index}"
+                if state is not None:   # a feed keeps its place in cerebro.datas for the run
+                    state.name = name
+                return name
         return "data"
+
+    def get_notification(self):
+        """The next order notification, None when there is none (BackBroker's, which
+        raises and catches an IndexError on the usual bar: cerebro asks every bar)."""
+        notifications = self.notifs
+        return notifications.popleft() if notifications else None
 
     # ------------------------------------------------------------------
     # value
@@ -800,7 +815,9 @@ class MarginBroker(bt.brokers.BackBroker):
         # the order passes below scan self.pending: on the usual bar it is empty
         if self.pending:
             self._expire_orders()
-        ticks = self._new_ticks()
+        # the usual isolated bar (no order rests, no mark price): one pass finds the busy feeds
+        quiet_check = not (self._cross or self.pending or self._mark_by_data)
+        ticks = self._new_ticks(quiet_check)
         if self._mark_by_data:
             self._refresh_marks(ticks)
         if self.p.coc and self.pending:
@@ -809,7 +826,7 @@ class MarginBroker(bt.brokers.BackBroker):
             self._liquidate_cross_on_gap(ticks)
             busy = ticks
         else:
-            busy = self._busy_feeds(ticks)
+            busy = ticks if quiet_check else self._busy_feeds(ticks)
             for data, tick in busy.items():
                 self._liquidate_on_gap(data, tick)
         if self.pending:
@@ -828,15 +845,18 @@ class MarginBroker(bt.brokers.BackBroker):
                 self._trail_stops(data)
         self._get_value()
 
-    def _new_ticks(self):
+    def _new_ticks(self, quiet_check=False):
         """Feed → Tick for every feed that moved since the last call; on a new bar it also
         moves the feed's funding clock (``_FeedState.funding_window``).
 
         Several feeds may tick unevenly; a replayed bar develops at the same
         length, so the bar's values, not only its length, tell what is new.
+
+        ``quiet_check`` (isolated margin, no order resting, no mark price): only the
+        busy ticks (``_busy_feeds``), found in the same pass; a quiet one is not built.
         """
         ticks = {}
-        states = self._feed_states
+        states, positions = self._feed_states, self.positions
         funded = self._funding is not None or bool(self._funding_by_data)
         for data in self.cerebro.datas:
             state = states.get(data) or self._feed_state(data)
@@ -859,17 +879,29 @@ class MarginBroker(bt.brokers.BackBroker):
             if seen == last:
                 continue
             state.last_seen = seen
+            new_bar = last is None or last[0] != length
+            if new_bar and funded:      # the funding clock moves once per new bar
+                schedule = self._funding_by_data.get(data, self._funding)
+                if schedule is None:
+                    state.funding_window, state.funding_due = None, False
+                else:
+                    self._funding_window(data, state, stamp, schedule)
+            if quiet_check:
+                position = positions[data]
+                size = position.size
+                if not size:
+                    continue            # flat and no order: no trigger, no funding
             try:
-                tick = Tick(data.tick_open, data.tick_high, data.tick_low, data.tick_close,
-                            last is None or last[0] != length)
+                prices = (data.tick_open, data.tick_high, data.tick_low, data.tick_close)
             except AttributeError:      # a feed without backtrader's tick_* attributes
-                tick = None
-            if tick is None or None in tick:
-                tick = Tick(*_tick_prices(data, seen[2:]), last is None or last[0] != length)
-            ticks[data] = tick
-            if tick.new_bar and funded:      # the funding clock moves once per new bar
-                state.funding_window = None if self._funding_by_data.get(
-                    data, self._funding) is None else self._funding_window(data)
+                prices = (None,)
+            if None in prices:
+                prices = _tick_prices(data, seen[2:])
+            if quiet_check and not (
+                    (new_bar and state.funding_due) or
+                    _path_reaches(prices, size, self._isolated_liquidation_price(data, position))):
+                continue                # quiet: the gap, funding and path steps change nothing
+            ticks[data] = Tick(*prices, new_bar)
         return ticks
 
     def _busy_feeds(self, ticks):
@@ -893,15 +925,10 @@ class MarginBroker(bt.brokers.BackBroker):
             size = position.size
             if not size:
                 continue                  # flat and no order: no trigger, no funding
-            window = states[data].funding_window if tick.new_bar else None
-            if window is not None:
-                start, end = window
-                schedule = self._funding_by_data.get(data, self._funding)
-                if end > start and (not schedule.covers(start, end) or
-                                    end > schedule.first_time_from(start)):
-                    busy[data] = tick     # a payment (or the not-covered warning) is due
-                    continue
-            if _path_reaches(tick, size, self._isolated_liquidation_price(data, position)):
+            if tick.new_bar and states[data].funding_due:
+                busy[data] = tick         # a payment (or the not-covered warning) is due
+                continue
+            if _path_reaches(tick[:4], size, self._isolated_liquidation_price(data, position)):
                 busy[data] = tick
         return busy
 
@@ -976,7 +1003,7 @@ class MarginBroker(bt.brokers.BackBroker):
             # never reaches it (flat: nothing can; the usual bar of a position: the same)
             if not size:
                 return
-            if not _path_reaches(tick, size, self._isolated_liquidation_price(data, position)):
+            if not _path_reaches(tick[:4], size, self._isolated_liquidation_price(data, position)):
                 return
         low_first = size > 0 if size else (open_ - low) <= (high - open_)
         path = (open_, low, high, close) if low_first else (open_, high, low, close)
@@ -1438,16 +1465,17 @@ class MarginBroker(bt.brokers.BackBroker):
             amount = mm.funding_payment(side, size, mark_price, rate)
             self._book_funding(data, when, position.size, mark_price, rate, amount)
 
-    def _funding_window(self, data):
-        """[start, end) in POSIX seconds of the funding times ``data``'s new bar owns.
+    def _funding_window(self, data, state, stamp, schedule):
+        """Set ``state.funding_window``, [start, end) in POSIX seconds of the funding times
+        ``data``'s new bar owns, and ``state.funding_due``: whether that window holds a
+        payment of ``schedule`` (``data``'s ``FundingSchedule``) or lies outside its rates
+        (the not-covered warning). ``stamp``: the bar's datetime (day number).
 
         A bar owns [its start, its start + bar length); the bar length is the
         smallest spacing seen so far (the next bar's spacing on the first bar
         of a preloaded feed). Times skipped in a data gap go to the next bar.
         """
-        state = self._feed_states.get(data) or self._feed_state(data)
-        datetime_line = state.datetime_line
-        bar_start = day_number_to_seconds(datetime_line.array[datetime_line._idx])
+        bar_start = day_number_to_seconds(stamp)
         previous = state.previous_bar_start
         state.previous_bar_start = bar_start
         length = state.bar_seconds
@@ -1463,7 +1491,9 @@ class MarginBroker(bt.brokers.BackBroker):
         start = state.funding_paid_until or bar_start
         end = max(start, bar_start + (length or 1))
         state.funding_paid_until = end if length else None
-        return start, end
+        state.funding_window = start, end
+        state.funding_due = end > start and (not schedule.covers(start, end) or
+                                             end > schedule.first_time_from(start))
 
     def _book_funding(self, data, when, signed_size, mark_price, rate, amount):
         """Record one payment: ``funding`` in the wallet; in isolated mode the isolated margin bears it."""

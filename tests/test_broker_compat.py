@@ -555,3 +555,14 @@ def test_liquidation_is_a_normal_fill_for_the_strategy(case):
     assert analysis.total.closed == 1 and analysis.lost.total == 1
     assert analysis.pnl.gross.total == pytest.approx(trade.pnl)
     assert analysis.pnl.net.total == pytest.approx(wallet_change)
+
+
+def test_get_notification_hands_out_queued_orders_in_turn_then_none():
+    # cerebro asks every bar; an empty queue answers None (no IndexError raised and caught)
+    broker = MarginBroker(cash=1_000.0)
+    assert broker.get_notification() is None
+    first, second = object(), object()
+    broker.notifs.extend([first, second])
+    assert broker.get_notification() is first
+    assert broker.get_notification() is second
+    assert broker.get_notification() is None
