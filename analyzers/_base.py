@@ -144,12 +144,30 @@ class StepColumn:
         return np.repeat(as_numpy(self.values), lengths)
 
 
+class _IterableItemCollection(bt.metabase.ItemCollection):
+    """backtrader's ``ItemCollection`` with an ``__iter__``: it has none, so every loop
+    over ``strategy.analyzers`` (two a bar: the bar hooks and the cash/fund
+    notifications) calls ``__getitem__`` per analyzer and ends on an IndexError."""
+
+    __slots__ = ()
+
+    def __iter__(self):
+        return iter(self._items)
+
+
+def _iterate_analyzers_natively(strategy) -> None:
+    """Give ``strategy.analyzers`` a list iterator: the same analyzers in the same order."""
+    if type(strategy.analyzers) is bt.metabase.ItemCollection:
+        strategy.analyzers.__class__ = _IterableItemCollection
+
+
 class BarTape:
     """What the analyzers of one strategy record per bar (one entry per ``next`` call).
 
     Columns (float64): ``time`` (backtrader float datetime of the bar, the
     strategy's clock) and ``first_clock`` (the first feed's datetimes, each new
-    one once), both :class:`MirroredColumn` of those lines; ``value``
+    one once; with one feed, the ``time`` column itself), both
+    :class:`MirroredColumn` of those lines; ``value``
     (``broker.getvalue()``), ``notional`` (Σ |size x close| over the feeds,
     quote currency, 0.0 when flat) and, when a member asks for it, ``cash``
     (``broker.getcash()``). Members with more per-bar work reserve columns of
@@ -202,10 +220,16 @@ class BarTape:
         # (data, its length line, its close line) per feed, in the strategy's order
         self.feeds = [(data, data.lines[0], data.lines.close) for data in strategy.datas]
         first = strategy.datas[0] if strategy.datas else None
-        self._first = None if first is None else (first.lines[0], first.lines.datetime)
-        self.first_clock = MirroredColumn(first.lines.datetime if first is not None
-                                          else self._clock_line)
+        if len(strategy.datas) == 1:
+            # one feed: the strategy's clock is that feed's datetime every bar, so the
+            # first feed's stamps are the time column's (bar_interval drops repeats)
+            self._first, self.first_clock = None, self.time
+        else:
+            self._first = None if first is None else (first.lines[0], first.lines.datetime)
+            self.first_clock = MirroredColumn(first.lines.datetime if first is not None
+                                              else self._clock_line)
         self._last_first_stamp = None
+        _iterate_analyzers_natively(strategy)
         self._configured = True
 
     def reserve(self, count: int) -> int:

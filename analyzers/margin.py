@@ -135,7 +135,7 @@ class MarginAnalyzer(BarClockAnalyzer):
         self._deferred_lines = [(self._deferred[name], length_line, low_line)
                                 for _data, name, length_line, low_line, *_ in self._feeds] \
             if self._all_deferred else []
-        tape.hooks.append(self._record_bar)
+        tape.hooks.append(self._quiet_bar if self._all_deferred else self._record_bar)
 
     def notify_trade(self, trade):
         if not trade.justopened:
@@ -148,8 +148,6 @@ class MarginAnalyzer(BarClockAnalyzer):
     # -- per bar (called by the strategy's BarTape) -----------------------
     def _record_bar(self, clock: float, _value: float, _notional: float) -> None:
         self._bar += 1
-        if self._all_deferred and self._quiet_bar():
-            return
         records = self._records
         liquidated = () if records is None or len(records) == self._seen_records else \
             self._new_liquidations()
@@ -179,26 +177,26 @@ class MarginAnalyzer(BarClockAnalyzer):
         if self._opened_now:
             self._opened_now = set()
 
-    def _quiet_bar(self) -> bool:
-        """The usual bar when every feed is deferred: nothing moved (no ledger entry,
-        liquidation or opened trade) and every feed's buffer index went on by one; then
-        each run goes on and the row gets its NaN slots. False: take the general path."""
-        ledger_length = len(self._ledger)
-        if ledger_length != self._ledger_length or self._opened_now or \
-                len(self._records) != self._seen_records:
-            return False
+    def _quiet_bar(self, clock: float, value: float, notional: float) -> None:
+        """The tape hook while every feed is deferred; the usual bar: nothing moved (no
+        ledger entry, liquidation or opened trade) and every feed's buffer index went on
+        by one, so each run goes on and the row gets its NaN slots. Else ``_record_bar``."""
+        if not self._all_deferred or len(self._ledger) != self._ledger_length or \
+                self._opened_now or len(self._records) != self._seen_records:
+            return self._record_bar(clock, value, notional)
         lines = self._deferred_lines
         for deferred, length_line, low_line in lines:
             if deferred.recheck or not length_line.lencount or \
                     low_line._idx != deferred.next_index:
-                return False
-        bar, append = self._bar, self._tape.rows.append
+                return self._record_bar(clock, value, notional)
+        self._bar = bar = self._bar + 1
+        append = self._tape.rows.append
         for deferred, _length_line, _low_line in lines:
             deferred.next_index += 1
             deferred.last_bar = bar
             append(math.nan)                 # ratio and distance slots, written at stop()
             append(math.nan)
-        return True
+        return None
 
     def _defer_bar(self, deferred, data, name, liquidated, length_line, low_line) -> bool:
         """Note this bar's position state for a deferred feed; False: measure it now instead.

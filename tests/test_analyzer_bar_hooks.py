@@ -1,7 +1,10 @@
 """Analyzers with no per-bar work skip backtrader's per-bar calls; subclasses' hooks still run."""
 from __future__ import annotations
 
-from backtrader_leverage.analyzers import FundingAnalyzer, RefusalAnalyzer
+import backtrader as bt
+
+from backtrader_leverage.analyzers import (FundingAnalyzer, MarginAnalyzer, RefusalAnalyzer,
+                                         RiskAnalyzer)
 from backtrader_leverage.analyzers._common import no_op
 
 from test_analyzers_support import flat_bar, ohlc_feed, run
@@ -38,3 +41,29 @@ def test_idle_hooks_are_no_ops_and_a_subclass_keeps_its_own():
     assert "_next" not in vars(counting) and "_notify_cashvalue" not in vars(counting)
     assert counting._notify_fund is no_op          # notify_fund is not overridden
     assert funding.get_analysis()["payments"] == 0 and refusal.get_analysis()["count"] == 0
+
+
+
+class CountingBars(bt.Analyzer):
+    """A plain backtrader analyzer next to ours: called once a bar, in its place."""
+
+    def start(self):
+        self.bars = 0
+
+    def next(self):
+        self.bars += 1
+
+
+def test_strategy_analyzers_iterate_as_a_list_with_names_kept():
+    # the tape gives strategy.analyzers a list iterator (backtrader's ItemCollection has
+    # none): the same analyzers in the order added, still reachable by name and index
+    strategy = run([ohlc_feed([flat_bar(100.0)] * BARS)],
+                   analyzers={"plain": CountingBars, "risk": RiskAnalyzer,
+                              "margin": MarginAnalyzer})
+    analyzers = strategy.analyzers
+    assert type(analyzers).__mro__[1] is bt.metabase.ItemCollection
+    assert list(analyzers) == [analyzers[0], analyzers[1], analyzers[2]]
+    assert [type(a) for a in analyzers] == [CountingBars, RiskAnalyzer, MarginAnalyzer]
+    assert analyzers.getbyname("risk") is analyzers.risk is analyzers[1]
+    assert [name for name, _ in analyzers.getitems()] == ["plain", "risk", "margin"]
+    assert analyzers.plain.bars == BARS          # 6 flat bars: one call each
