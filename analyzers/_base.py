@@ -55,6 +55,14 @@ def position_getter(broker):
     return broker.getposition
 
 
+def _keeps_backbroker_reads(broker) -> bool:
+    """Whether ``broker.getvalue()`` is BackBroker's (its ``_value``) and ``getcash()`` its ``cash``."""
+    own = type(broker)
+    return isinstance(broker, bt.brokers.BackBroker) and \
+        own.getvalue is bt.brokers.BackBroker.getvalue and \
+        own.getcash is bt.brokers.BackBroker.getcash
+
+
 def _column_view(column) -> np.ndarray:
     """A MirroredColumn's values (empty before the first bar)."""
     return np.empty(0, dtype=np.float64) if column is None else column.view()
@@ -216,6 +224,8 @@ class BarTape:
         self.time = MirroredColumn(self._clock_line)
         self._getvalue = broker.getvalue
         self._getcash = broker.getcash
+        # a broker keeping BackBroker's getvalue/getcash: read what they return directly
+        self._backbroker = broker if _keeps_backbroker_reads(broker) else None
         self._getposition = position_getter(broker)
         # (data, its length line, its close line) per feed, in the strategy's order
         self.feeds = [(data, data.lines[0], data.lines.close) for data in strategy.datas]
@@ -288,10 +298,11 @@ class BarTape:
                         column.last = stamp
                     else:
                         column.add(stamp, index)
-        value = self._getvalue()
+        backbroker = self._backbroker
+        value = self._getvalue() if backbroker is None else backbroker._value
         self.value.append(value)
         if self.wants_cash:
-            cash, steps = self._getcash(), self.cash
+            cash, steps = self._getcash() if backbroker is None else backbroker.cash, self.cash
             if cash is steps.last:           # StepColumn.append of an unchanged wallet, inlined
                 steps.count += 1
             else:

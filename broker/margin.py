@@ -46,6 +46,7 @@ the isolated margin, less what the other positions need and plus what they gain:
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -528,6 +529,7 @@ def cross_liquidation_split(wallet_balance: float, pnls: Sequence[float],
     return shares
 
 
+@functools.lru_cache(maxsize=64)  # asked on every order with one of a few lot sizes
 def lot_decimals(lot_size: float) -> int:
     """Number of decimals of a lot size (0.001 -> 3), for exact rounding."""
     exponent = Decimal(repr(lot_size)).normalize().as_tuple().exponent
