@@ -140,7 +140,7 @@ class MarginCommInfo(bt.CommInfoBase):
         return mm.floor_to_lot(cash / price, self.p.lot_size)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # two a fill, internal: slots, not frozen (a frozen init is 4x slower)
 class FillPlan:
     """What filling ``size`` at ``price`` would do, all money in quote currency.
 
@@ -1492,8 +1492,7 @@ class MarginBroker(bt.brokers.BackBroker):
         end = max(start, bar_start + (length or 1))
         state.funding_paid_until = end if length else None
         state.funding_window = start, end
-        state.funding_due = end > start and (not schedule.covers(start, end) or
-                                             end > schedule.first_time_from(start))
+        state.funding_due = schedule.payment_due(start, end)
 
     def _book_funding(self, data, when, signed_size, mark_price, rate, amount):
         """Record one payment: ``funding`` in the wallet; in isolated mode the isolated margin bears it."""

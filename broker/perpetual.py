@@ -124,6 +124,13 @@ class FundingSchedule:
         """False when [start, end) lies wholly outside the series' data (constant: always True)."""
         return not (end <= self._cover_low or start > self._cover_high)
 
+    def payment_due(self, start: int, end: int) -> bool:
+        """Whether the broker has work in [start, end) (POSIX seconds): a funding time in it
+        (``between`` not empty), or the window lies wholly outside the series' data (the
+        not-covered warning). Asked on every new bar, so one call instead of three."""
+        return end > start and (end <= self._cover_low or start > self._cover_high or
+                                end > self.first_time_from(start))
+
     def first_time_from(self, start: int) -> float:
         """The first funding time >= ``start`` (POSIX seconds); ``math.inf`` when none.
 

@@ -86,3 +86,25 @@ def test_first_time_from_is_the_next_funding_time_and_agrees_with_between():
         for start in range(0, 60_000, 97):
             for end in (start + 1, start + 150, start + 3_600, start + 30_000):
                 assert (not schedule.between(start, end)) == (end <= schedule.first_time_from(start))
+
+
+def test_payment_due_is_a_funding_time_in_the_window_or_a_window_outside_the_series():
+    from backtrader_leverage.broker.perpetual import FundingSchedule
+    grid = FundingSchedule.constant(0.0001, 8)
+    assert grid.payment_due(0, 3_600)                      # the hour from 00:00 holds 00:00
+    assert not grid.payment_due(3_600, 7_200)              # 01:00-02:00: none
+    assert grid.payment_due(28_799, 28_801)                # 08:00 inside
+    assert not grid.payment_due(28_800, 28_800)            # an empty window: nothing
+    # the series' times 100 s and 200 s cover [100 - 8 h, 200 + 8 h]: outside it -> due
+    # (the broker warns there), inside it only where a time falls in the window
+    series = FundingSchedule.from_series(
+        pd.Series([0.0001, -0.0002], index=pd.to_datetime([100, 200], unit="s", utc=True)), 8)
+    assert series.payment_due(50, 150) and not series.payment_due(101, 200)
+    assert series.payment_due(200 + 28_800 + 1, 200 + 28_800 + 60)    # past the cover
+    assert not series.payment_due(300, 400)                # covered, no time in it
+    for schedule in (grid, series):
+        for start in range(0, 60_000, 97):
+            for end in (start, start + 1, start + 150, start + 3_600, start + 30_000):
+                expected = end > start and (not schedule.covers(start, end) or
+                                            bool(schedule.between(start, end)))
+                assert schedule.payment_due(start, end) == expected
