@@ -227,6 +227,7 @@ class BarTape:
         # a broker keeping BackBroker's getvalue/getcash: read what they return directly
         self._backbroker = broker if _keeps_backbroker_reads(broker) else None
         self._getposition = position_getter(broker)
+        self._append_row = self.rows.append      # value, then notional (record's row order)
         # (data, its length line, its close line) per feed, in the strategy's order
         self.feeds = [(data, data.lines[0], data.lines.close) for data in strategy.datas]
         first = strategy.datas[0] if strategy.datas else None
@@ -300,7 +301,8 @@ class BarTape:
                         column.add(stamp, index)
         backbroker = self._backbroker
         value = self._getvalue() if backbroker is None else backbroker._value
-        self.value.append(value)
+        append = self._append_row
+        append(value)
         if self.wants_cash:
             cash, steps = self._getcash() if backbroker is None else backbroker.cash, self.cash
             if cash is steps.last:           # StepColumn.append of an unchanged wallet, inlined
@@ -314,7 +316,7 @@ class BarTape:
                 size = getposition(data).size
                 if size:
                     notional += abs(size * close_line.array[close_line._idx])
-        self.notional.append(notional)
+        append(notional)
         for hook in self.hooks:
             hook(now, value, notional)
 

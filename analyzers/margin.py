@@ -135,6 +135,8 @@ class MarginAnalyzer(BarClockAnalyzer):
         self._deferred_lines = [(self._deferred[name], length_line, low_line)
                                 for _data, name, length_line, low_line, *_ in self._feeds] \
             if self._all_deferred else []
+        # a quiet bar's row: every feed's ratio and distance slot, NaN until stop()
+        self._nan_slots = array.array("d", [math.nan] * (2 * len(self._deferred_lines)))
         tape.hooks.append(self._quiet_bar if self._all_deferred else self._record_bar)
 
     def notify_trade(self, trade):
@@ -190,12 +192,10 @@ class MarginAnalyzer(BarClockAnalyzer):
                     low_line._idx != deferred.next_index:
                 return self._record_bar(clock, value, notional)
         self._bar = bar = self._bar + 1
-        append = self._tape.rows.append
         for deferred, _length_line, _low_line in lines:
             deferred.next_index += 1
             deferred.last_bar = bar
-            append(math.nan)                 # ratio and distance slots, written at stop()
-            append(math.nan)
+        self._tape.rows.extend(self._nan_slots)   # ratio and distance slots, written at stop()
         return None
 
     def _defer_bar(self, deferred, data, name, liquidated, length_line, low_line) -> bool:
