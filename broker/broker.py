@@ -808,7 +808,7 @@ class MarginBroker(bt.brokers.BackBroker):
     def next(self):
         while self._toactivate:
             self._toactivate.popleft().activate()
-        if self.p.checksubmit and self.submitted:
+        if self.submitted and self.p.checksubmit:   # the usual bar: nothing submitted
             self.check_submitted()
         if self._userhist:               # user order history (add_order_history): rare
             self._process_order_history()
@@ -820,7 +820,7 @@ class MarginBroker(bt.brokers.BackBroker):
         ticks = self._new_ticks(quiet_check)
         if self._mark_by_data:
             self._refresh_marks(ticks)
-        if self.p.coc and self.pending:
+        if self.pending and self.p.coc:
             self._fill_market_orders(cheat_on_close_only=True)
         if self._cross:
             self._liquidate_cross_on_gap(ticks)
@@ -1439,9 +1439,10 @@ class MarginBroker(bt.brokers.BackBroker):
     def _pay_funding(self, data):
         """Pay every funding time of ``data``'s new bar (see the class docstring, step 2b)."""
         schedule = self._funding_by_data.get(data, self._funding)
-        window = self._feed_states[data].funding_window
-        if schedule is None or window is None:
-            return
+        state = self._feed_states[data]
+        window = state.funding_window
+        if schedule is None or window is None or not state.funding_due:
+            return                       # no payment, nothing to warn about (payment_due)
         start, end = window
         position = self.positions[data]
         if not position.size or end <= start:
