@@ -74,13 +74,16 @@ TIERS_FOLDER = Path(str(importlib.resources.files(__package__) / "tiers"))
 NEGATIVE_BALANCE_POLICIES = ("absorb", "carry")
 MARGIN_MODES = ("isolated", "cross")
 _UNIX_EPOCH = datetime.datetime(1970, 1, 1)  # naive UTC, as backtrader hands out bar times
-class Tick(collections.namedtuple("Tick", "open high low close new_bar")):
+class Tick(collections.namedtuple("Tick", "open high low close new_bar may_gap",
+                                   defaults=(True,))):
     """Prices a feed moved through since the broker last looked, quote per base.
 
     The tick backtrader just delivered (``data.tick_open/high/low/close``, as
     BackBroker reads them): a new bar's own OHLC, or, on a replayed bar that
     developed further at the same length, the OHLC of the lower-timeframe bar
     that arrived — not the developing bar's open, a price already passed.
+    ``may_gap``: False when the quiet check already found that no price of the
+    tick reaches the liquidation price, so the open cannot have gapped past it.
     """
 
 
@@ -744,7 +747,8 @@ class MarginBroker(bt.brokers.BackBroker):
         number = line.array[line._idx]
         cached = state.datetime
         if cached is None or cached[0] != number:
-            cached = state.datetime = (number, line.datetime(0))
+            # what line.datetime(0) returns, without its frame and idx property
+            cached = state.datetime = (number, bt.num2date(number, tz=line._tz))
         return cached[1]
 
     def _feed_name(self, data):
@@ -897,11 +901,14 @@ class MarginBroker(bt.brokers.BackBroker):
                 prices = (None,)
             if None in prices:
                 prices = _tick_prices(data, seen[2:])
-            if quiet_check and not (
-                    (new_bar and state.funding_due) or
-                    _path_reaches(prices, size, self._isolated_liquidation_price(data, position))):
-                continue                # quiet: the gap, funding and path steps change nothing
-            ticks[data] = Tick(*prices, new_bar)
+            if quiet_check:
+                reaches = _path_reaches(prices, size,
+                                        self._isolated_liquidation_price(data, position))
+                if not (reaches or (new_bar and state.funding_due)):
+                    continue            # quiet: the gap, funding and path steps change nothing
+                ticks[data] = Tick(*prices, new_bar, reaches)
+            else:
+                ticks[data] = Tick(*prices, new_bar)
         return ticks
 
     def _busy_feeds(self, ticks):
@@ -1092,7 +1099,7 @@ class MarginBroker(bt.brokers.BackBroker):
         """Liquidate at the tick's open when it opened past the liquidation price."""
         position = self.positions[data]
         size = position.size
-        if size:
+        if size and tick.may_gap:
             level = self._isolated_liquidation_price(data, position)
             mark = self._mark_now.get(data) if tick.new_bar else None
             trigger = tick.open if mark is None else mark.open   # the mark's open, if any
