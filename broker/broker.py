@@ -1449,23 +1449,22 @@ class MarginBroker(bt.brokers.BackBroker):
         state = self._feed_states[data]
         window = state.funding_window
         if schedule is None or window is None or not state.funding_due:
-            return                       # no payment, nothing to warn about (payment_due)
-        start, end = window
+            return                       # no funding time in the bar (payment_due)
         position = self.positions[data]
-        if not position.size or end <= start:
+        if not position.size:
             return
+        start, end = window
+        # payment_due said: a funding time lies in [start, end), or the rates miss it
         if not schedule.covers(start, end):
             self._warn_once(("funding", data), FundingWarning,
                             f"funding rates ({schedule.label}) do not cover "
                             f"{data.datetime.datetime(0)}: no funding charged there")
             return
-        if end <= schedule.first_time_from(start):
-            return                       # the usual bar: no funding time in it
         payments = schedule.between(start, end)
         side, size = (1 if position.size > 0 else -1), abs(position.size)
         mark = self._mark_now.get(data)
         if mark is None:
-            open_line = (self._feed_states.get(data) or self._feed_state(data)).open_line
+            open_line = state.open_line
             mark_price = open_line.array[open_line._idx]
         else:
             mark_price = mark.open
