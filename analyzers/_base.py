@@ -18,13 +18,16 @@ reads exactly what it would have measured itself.
 from __future__ import annotations
 
 import array
+import collections
 import copy
 import math
 
 import backtrader as bt
 import numpy as np
 
-from ._common import bt_array_to_seconds, no_op, seconds_to_datetime64, skip_idle_bar_hooks
+from ._common import (bt_array_to_seconds, median_of_counts, no_op, seconds_to_datetime64,
+                      skip_idle_bar_hooks)
+from .exact_sums import pairwise_sum
 from .risk_metrics import median_interval
 
 _TAPE_ATTRIBUTE = "_btlev_bar_tape"
@@ -169,30 +172,79 @@ def _iterate_analyzers_natively(strategy) -> None:
         strategy.analyzers.__class__ = _IterableItemCollection
 
 
+#: bars a chunk when a summary walks a whole column at stop() (no full-length temporaries)
+CHUNK_BARS = 1 << 13
+#: distinct bar spacings counted before the bar interval is taken from the whole column
+_MAX_DISTINCT_STEPS = 1 << 12
+
+
+class NotionalRuns:
+    """One feed's open position as runs of bars: (first bar, size, close-line index - bar).
+
+    While the size is unchanged and the feed's close-line index goes on by one
+    a bar, |size x close| of every bar follows from the close line at stop():
+    a run a fill, where a float a bar cost 8 B a bar of peak memory (issue 15).
+    A run of size 0.0 is flat (or the feed not started).
+    """
+
+    __slots__ = ("starts", "sizes", "offsets", "size", "offset")
+
+    def __init__(self):
+        self.starts = array.array("q")
+        self.sizes = _float_array()
+        self.offsets = array.array("q")
+        self.size = 0.0                 # the current run's size (0.0: flat, the state before bar 0)
+        self.offset = 0
+
+    def begin(self, bar: int, size: float, offset: int) -> None:
+        """Start a run at ``bar``: ``size`` base units (0.0 flat), close index = bar + offset."""
+        self.starts.append(bar)
+        self.sizes.append(size)
+        self.offsets.append(offset)
+        self.size, self.offset = size, offset
+
+    def add_notional(self, out: np.ndarray, first: int, close) -> None:
+        """``out += |size x close|`` for bars [first, first + len(out)) (+0.0 where flat):
+        the same float operations, feed after feed, as ``BarTape.record`` did bar by bar."""
+        count = len(out)
+        starts = np.frombuffer(self.starts, dtype=np.int64) if len(self.starts) else \
+            np.empty(0, dtype=np.int64)
+        lowest = int(np.searchsorted(starts, first, side="right")) - 1
+        highest = int(np.searchsorted(starts, first + count, side="left"))
+        for run in range(max(lowest, 0), highest):
+            size = self.sizes[run]
+            if not size:
+                continue
+            begin = max(int(starts[run]), first)
+            end = int(starts[run + 1]) if run + 1 < len(starts) else first + count
+            end = min(end, first + count)
+            offset = self.offsets[run]
+            out[begin - first:end - first] += np.abs(size * close[begin + offset:end + offset])
+
+
 class BarTape:
     """What the analyzers of one strategy record per bar (one entry per ``next`` call).
 
     Columns (float64): ``time`` (backtrader float datetime of the bar, the
     strategy's clock) and ``first_clock`` (the first feed's datetimes, each new
     one once; with one feed, the ``time`` column itself), both
-    :class:`MirroredColumn` of those lines; ``value``
-    (``broker.getvalue()``), ``notional`` (Σ |size x close| over the feeds,
-    quote currency, 0.0 when flat) and, when a member asks for it, ``cash``
-    (``broker.getcash()``). Members with more per-bar work reserve columns of
-    their own (:meth:`reserve`) and register a hook, called with the bar's
-    time after the common values, that appends one value to each of them.
+    :class:`MirroredColumn` of those lines; ``value`` (``broker.getvalue()``),
+    after ``start_value`` (the value when the analyzers started) in the same
+    buffer; ``notional`` (Σ |size x close| over the feeds, quote currency, 0.0
+    when flat): runs of each feed's position (:class:`NotionalRuns`) read
+    against its close line at stop() when every feed's close line keeps its
+    values (an unbounded buffer, no replay), else stored a bar; and, when a
+    member asks for it, ``cash`` (``broker.getcash()``, a :class:`StepColumn`:
+    the wallet changes only with a cash flow). Members with more per-bar work
+    register a hook, called with the bar's time, value and notional (None
+    while it is kept as runs) after the common values.
 
-    The stored columns share ONE buffer, ``rows``: each bar appends its row
-    (value, notional, then the members' columns in the order they were
-    reserved), and :meth:`column` reads a column back as a strided view.
-    ``value`` and ``notional`` are both names of that buffer, so ``record``
-    appends in row order; ``cash`` is a :class:`StepColumn` (the wallet
-    changes only with a cash flow: a few steps, not 8 B a bar). Why one
-    buffer: separate buffers growing side by side (five with the four
-    analyzers, next to the strategy's own line buffers) fragment the C heap as
-    each reallocation moves past the others; the profile of issue 15 showed
-    ~9 MiB of freed-but-held heap at 200k bars (~45 B a bar of peak RSS),
-    which one growing buffer does not leave.
+    The stored columns share ONE buffer, ``rows``: the start value (and a NaN
+    under it when notional is stored), then each bar's value (and notional).
+    Why one buffer: separate buffers growing side by side next to the
+    strategy's own line buffers fragment the C heap as each reallocation moves
+    past the others (~45 B a bar of peak RSS at 200k bars in the profile of
+    issue 15).
     """
 
     def __init__(self, strategy):
@@ -203,10 +255,14 @@ class BarTape:
         self.wants_cash = False
         self.time = None            # MirroredColumns, made at the first bar
         self.first_clock = None
+        self.start_value = float(strategy.broker.getvalue())
         self.rows = _float_array()
-        self.value = self.notional = self.rows   # record() appends in row order
+        self.rows.append(self.start_value)
+        self.width = 1              # values a row: value (+ notional when stored)
+        self.notional_runs = None   # NotionalRuns per feed, when notional is kept as runs
+        self.bars = 0
         self.cash = StepColumn()
-        self._reserved = 0          # members' columns, after the common ones
+        self._summaries = {}
         self._configured = False
 
     @classmethod
@@ -227,9 +283,17 @@ class BarTape:
         # a broker keeping BackBroker's getvalue/getcash: read what they return directly
         self._backbroker = broker if _keeps_backbroker_reads(broker) else None
         self._getposition = position_getter(broker)
-        self._append_row = self.rows.append      # value, then notional (record's row order)
+        self._append_row = self.rows.append
         # (data, its length line, its close line) per feed, in the strategy's order
         self.feeds = [(data, data.lines[0], data.lines.close) for data in strategy.datas]
+        if all(_keeps_its_values(data, close_line) for data, _length, close_line in self.feeds):
+            self.notional_runs = [NotionalRuns() for _feed in self.feeds]
+            self._feed_runs = [(data, length_line, close_line, runs) for
+                               (data, length_line, close_line), runs in
+                               zip(self.feeds, self.notional_runs)]
+        else:
+            self.width = 2
+            self.rows.append(math.nan)      # under the start value: rows stay (value, notional)
         first = strategy.datas[0] if strategy.datas else None
         if len(strategy.datas) == 1:
             # one feed: the strategy's clock is that feed's datetime every bar, so the
@@ -243,32 +307,134 @@ class BarTape:
         _iterate_analyzers_natively(strategy)
         self._configured = True
 
-    def reserve(self, count: int) -> int:
-        """Reserve ``count`` columns for a member's hook; returns the first one's key.
-
-        Call before the first bar (from ``_join``); pass ``key + k`` to :meth:`column`.
-        """
-        first = self._reserved
-        self._reserved += count
-        return first
-
     def column(self, key) -> np.ndarray:
-        """One stored column, one value per bar, as a float64 view (pins the buffer).
+        """One column, one value per bar, as a float64 array.
 
-        ``key``: ``"value"``, ``"notional"`` or a key from :meth:`reserve`; or
-        ``"cash"``: a new array (empty unless a member asked for it).
+        ``key``: ``"value"`` (a view: pins the buffer, use it and drop it),
+        ``"notional"`` or ``"cash"`` (new arrays; cash is empty unless a member
+        asked for it).
         """
-        common = 2          # value, notional
         if key == "cash":
             return self.cash.dense() if self.wants_cash else np.empty(0, dtype=np.float64)
-        if isinstance(key, str):
-            position = {"value": 0, "notional": 1}[key]
-        else:
-            position = common + key
-        width = common + self._reserved
+        if key == "notional":
+            return self.notional_chunk(0, self.bars)
+        return self.value_chunk(0, self.bars)
+
+    def value_chunk(self, first: int, stop: int) -> np.ndarray:
+        """The value of bars [first, stop) (a view, strided when notional is stored)."""
         flat = as_numpy(self.rows)
-        bars = len(flat) // width
-        return flat[: bars * width].reshape(bars, width)[:, position]
+        width = self.width
+        return flat[width * (first + 1):width * (stop + 1):width]
+
+    def equity_curve(self) -> np.ndarray:
+        """The start value, then the value after each bar: contiguous (a read-only view,
+        pinning the buffer, when rows hold only values; else a copy)."""
+        flat = as_numpy(self.rows)
+        if self.width != 1:
+            return flat[::self.width].copy()
+        flat.flags.writeable = False        # the tape's own buffer: read it, never write it
+        return flat
+
+    def notional_chunk(self, first: int, stop: int) -> np.ndarray:
+        """Σ |size x close| of bars [first, stop), quote currency (a new array)."""
+        stop = max(first, min(stop, self.bars))
+        if self.notional_runs is None:
+            flat = as_numpy(self.rows)
+            return flat[2 * (first + 1) + 1:2 * (stop + 1):2].copy()
+        out = np.zeros(stop - first)
+        for (_data, _length, close_line), runs in zip(self.feeds, self.notional_runs):
+            if len(runs.starts):
+                runs.add_notional(out, first, np.frombuffer(close_line.array, dtype=np.float64))
+        return out
+
+    def chunks(self, size: int = 0):
+        """(first, stop) bar ranges covering every bar recorded, ``CHUNK_BARS`` at a time."""
+        size = size or CHUNK_BARS
+        return [(first, min(first + size, self.bars)) for first in range(0, self.bars, size)]
+
+    def bar_interval(self) -> float | None:
+        """``median_interval`` of the first feed's stamps in seconds, computed once a bar count.
+
+        Stamps that go up bar after bar (the usual feed) are read a chunk at a
+        time and their spacings counted: the median of those counts is
+        ``np.median``'s (the middle spacing, or the mean of the two middle
+        ones), without the stamps' and spacings' arrays of every bar (16 B a
+        bar of peak memory at stop(), issue 15). Other stamps (repeats, a
+        stamp going back) and spacings of more than ``_MAX_DISTINCT_STEPS``
+        values take ``median_interval`` on the whole column.
+        """
+        count = len(self.first_clock) if self.first_clock is not None else 0
+        cached = self._summaries.get("interval")
+        if cached is not None and cached[0] == count:
+            return cached[1]
+        interval = self._chunked_interval(count)
+        self._summaries["interval"] = (count, interval)
+        return interval
+
+    def _chunked_interval(self, count: int) -> float | None:
+        if count < 2:
+            return median_interval(bt_array_to_seconds(_column_view(self.first_clock)))
+        steps_seen = collections.Counter()
+        previous = None
+        for first in range(0, count, CHUNK_BARS):
+            seconds = bt_array_to_seconds(_column_view(self.first_clock)[first:first + CHUNK_BARS])
+            steps = np.diff(seconds) if previous is None else \
+                np.diff(np.concatenate(([previous], seconds)))
+            previous = seconds[-1]
+            if not (steps > 0).all():
+                steps_seen = None
+                break
+            values, counts = np.unique(steps, return_counts=True)
+            steps_seen.update(dict(zip(values.tolist(), counts.tolist())))
+            if len(steps_seen) > _MAX_DISTINCT_STEPS:
+                steps_seen = None
+                break
+        if steps_seen is None:
+            return median_interval(bt_array_to_seconds(_column_view(self.first_clock)))
+        return median_of_counts(steps_seen)
+
+    def leverage_summary(self) -> dict:
+        """Effective leverage (Σ |size x close| / value) over the bars, computed once.
+
+        Keys: ``bars``; ``exposed_bars`` (notional > 0); ``count``, ``mean`` and
+        ``max`` of the finite leverages (notional != 0 and value > 0): ``mean``
+        is ``np.mean`` of them, bit for bit (:func:`exact_sums.pairwise_sum`
+        over the chunks), without an array of every bar.
+        """
+        cached = self._summaries.get("leverage")
+        if cached is not None and cached["bars"] == self.bars:
+            return cached
+        count, exposed, highest = 0, 0, None
+        for first, stop in self.chunks():
+            leverage, notional = self._leverage_chunk(first, stop)
+            exposed += int(np.count_nonzero(notional > 0.0))
+            finite = leverage[np.isfinite(leverage)]
+            if finite.size:
+                count += finite.size
+                top = float(finite.max())
+                highest = top if highest is None or top > highest else highest
+        mean = None
+        if count:
+            mean = pairwise_sum(count, _SequentialValues(self._finite_leverage_pieces())) / count
+        summary = {"bars": self.bars, "exposed_bars": exposed, "count": count,
+                   "mean": mean, "max": highest}
+        self._summaries["leverage"] = summary
+        return summary
+
+    def _finite_leverage_pieces(self):
+        for first, stop in self.chunks():
+            leverage, _notional = self._leverage_chunk(first, stop)
+            finite = leverage[np.isfinite(leverage)]
+            if finite.size:
+                yield finite
+
+    def _leverage_chunk(self, first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """(notional / value, notional) of bars [first, stop); NaN where flat or value <= 0."""
+        notional, value = self.notional_chunk(first, stop), self.value_chunk(first, stop)
+        with np.errstate(all="ignore"):
+            leverage = np.divide(notional, value)
+        leverage[(notional == 0.0) | (value <= 0.0)] = math.nan
+        return leverage, notional
 
     def record(self) -> None:
         """Append this bar's values (the leader's ``next``)."""
@@ -301,24 +467,71 @@ class BarTape:
                         column.add(stamp, index)
         backbroker = self._backbroker
         value = self._getvalue() if backbroker is None else backbroker._value
-        append = self._append_row
-        append(value)
+        self._append_row(value)
         if self.wants_cash:
             cash, steps = self._getcash() if backbroker is None else backbroker.cash, self.cash
             if cash is steps.last:           # StepColumn.append of an unchanged wallet, inlined
                 steps.count += 1
             else:
                 steps.append(cash)
-        notional = 0.0
         getposition = self._getposition
-        for data, length_line, close_line in self.feeds:
-            if length_line.lencount:
-                size = getposition(data).size
-                if size:
-                    notional += abs(size * close_line.array[close_line._idx])
-        append(notional)
+        bar = self.bars
+        self.bars = bar + 1
+        notional = None
+        if self.notional_runs is not None:
+            for data, length_line, close_line, runs in self._feed_runs:
+                if length_line.lencount:
+                    size = getposition(data).size
+                    if size:
+                        offset = close_line._idx - bar
+                        if size != runs.size or offset != runs.offset:
+                            runs.begin(bar, size, offset)
+                        continue
+                if runs.size:
+                    runs.begin(bar, 0.0, 0)
+        else:
+            notional = 0.0
+            for data, length_line, close_line in self.feeds:
+                if length_line.lencount:
+                    size = getposition(data).size
+                    if size:
+                        notional += abs(size * close_line.array[close_line._idx])
+            self._append_row(notional)
         for hook in self.hooks:
             hook(now, value, notional)
+
+
+def _keeps_its_values(data, close_line) -> bool:
+    """Whether a feed's close line still holds every bar's close at stop(): an unbounded
+    array buffer, not replayed (a replayed bar is rewritten in place)."""
+    return close_line.mode == close_line.UnBounded and isinstance(close_line.array, array.array) \
+        and not getattr(data, "replaying", False)
+
+
+class _SequentialValues:
+    """``values_at(start, stop)`` for :func:`pairwise_sum` over pieces read in order: the
+    pairwise leaves are asked for left to right, so each piece is read once."""
+
+    def __init__(self, pieces):
+        self._pieces = iter(pieces)
+        self._current = np.empty(0)
+        self._position = 0          # start of _current in the virtual array
+        self._offset = 0            # how much of _current is used
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        if start != self._position + self._offset:
+            raise ValueError("pieces must be read in order")
+        parts = []
+        needed = stop - start
+        while needed:
+            if self._offset == len(self._current):
+                self._position += len(self._current)
+                self._current, self._offset = next(self._pieces), 0
+            take = min(needed, len(self._current) - self._offset)
+            parts.append(self._current[self._offset:self._offset + take])
+            self._offset += take
+            needed -= take
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 class BarClockAnalyzer(bt.Analyzer):
@@ -367,7 +580,7 @@ class BarClockAnalyzer(bt.Analyzer):
     # -- helpers for subclasses -------------------------------------------
     def bar_interval(self) -> float | None:
         """Median spacing in seconds of the first feed's timestamps (None if < 2 bars)."""
-        return median_interval(bt_array_to_seconds(_column_view(self._tape.first_clock)))
+        return self._tape.bar_interval()
 
     def bar_times(self) -> np.ndarray:
         """POSIX seconds of each bar seen (float array, a new one each call)."""
@@ -386,22 +599,27 @@ class BarClockAnalyzer(bt.Analyzer):
         return self.tape_column("value", copy)
 
     def notional(self) -> np.ndarray:
-        """Σ |size x close| over the feeds after each bar (quote currency, 0 when flat); a view."""
-        return self.tape_column("notional")
+        """Σ |size x close| over the feeds after each bar (quote currency, 0 when flat); a new
+        array."""
+        return self._tape.column("notional")
 
     def tape_column(self, key, copy: bool = False) -> np.ndarray:
-        """A :meth:`BarTape.column`: a (strided) view, or a contiguous copy if ``copy``."""
+        """A :meth:`BarTape.column`: a view of the value column (strided while notional is
+        stored), or a contiguous copy if ``copy``; notional and cash are new arrays."""
         view = self._tape.column(key)
-        return view.copy() if copy else view
+        return view.copy() if copy and key == "value" else view
 
     def effective_leverage(self) -> np.ndarray:
-        """notional / value per bar; NaN when flat (notional 0) or value <= 0."""
-        notional, value = self.notional(), self.equity()
-        with np.errstate(all="ignore"):
-            leverage = np.divide(notional, value)
-        # masked in place: one result array, not np.where's second one (8 B a bar at stop())
-        leverage[(notional == 0.0) | (value <= 0.0)] = math.nan
-        return leverage
+        """notional / value per bar; NaN when flat (notional 0) or value <= 0 (a new array)."""
+        tape = self._tape
+        if not tape.bars:
+            return np.empty(0, dtype=np.float64)
+        return np.concatenate([tape._leverage_chunk(first, stop)[0]
+                               for first, stop in tape.chunks()])
+
+    def leverage_summary(self) -> dict:
+        """:meth:`BarTape.leverage_summary` (shared by the members: computed once)."""
+        return self._tape.leverage_summary()
 
     def _time_series(self) -> dict:
         return {"time": seconds_to_datetime64(self.bar_times())}

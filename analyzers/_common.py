@@ -29,6 +29,26 @@ def bt_array_to_seconds(bt_datetimes, out=None):
     return np.round(seconds, 3, out=seconds)
 
 
+def median_of_counts(counts) -> float:
+    """``np.median`` of the values ``counts`` maps to how often each occurs (finite floats).
+
+    The middle value of the sorted values, or with an even number of them the
+    mean of the two middle ones, ``(a + b) / 2``: what ``np.median`` computes.
+    """
+    total = sum(counts.values())
+    low_rank, high_rank = (total - 1) // 2, total // 2     # 0-based ranks of the middle
+    low = high = None
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        if low is None and seen > low_rank:
+            low = value
+        if seen > high_rank:
+            high = value
+            break
+    return float(low) if low_rank == high_rank else (low + high) / 2
+
+
 def bt_to_seconds(bt_datetime: float) -> float:
     """One backtrader float datetime -> POSIX seconds (UTC), rounded to the millisecond."""
     return round((bt_datetime - _BT_ORDINAL_OF_EPOCH) * _SECONDS_PER_DAY, 3)

@@ -7,8 +7,7 @@ import math
 import numpy as np
 
 from ..broker import margin as mm
-from ._base import BarClockAnalyzer
-from ._base import position_getter
+from ._base import BarClockAnalyzer, as_numpy, position_getter
 from ._common import bt_to_seconds, feed_name
 from .risk_metrics import finite_or_none, iso_utc
 
@@ -98,15 +97,13 @@ class MarginAnalyzer(BarClockAnalyzer):
     def _join(self, tape) -> None:
         super()._join(tape)
         broker = self.strategy.broker
-        # two tape columns per feed, ratio then distance (the order _record_bar appends them)
-        first = tape.reserve(2 * len(self._names))
-        self._columns = {name: (first + 2 * i, first + 2 * i + 1)
-                         for i, name in enumerate(self._names)}
         # per feed: (data, name, its length line, low line, high line, and the buffers its
-        # ratio and distance are appended to: both the tape's row buffer)
+        # ratio and distance are appended to when it is measured bar by bar)
         self._feeds = [(data, name, data.lines[0], data.lines.low, data.lines.high,
-                        tape.rows, tape.rows)
+                        array.array("d"), array.array("d"))
                        for data, name in zip(self.strategy.datas, self._names)]
+        self._stored = {feed[1]: (feed[5], feed[6]) for feed in self._feeds}
+        self._replayed = False      # the deferred feeds' margin calls, found at stop()
         self._getposition = position_getter(broker)
         # feeds valued on a mark price (MarginBroker.set_mark_price): their extreme is the mark's
         has_mark = getattr(broker, "has_mark_price", None)
@@ -135,8 +132,6 @@ class MarginAnalyzer(BarClockAnalyzer):
         self._deferred_lines = [(self._deferred[name], length_line, low_line)
                                 for _data, name, length_line, low_line, *_ in self._feeds] \
             if self._all_deferred else []
-        # a quiet bar's row: every feed's ratio and distance slot, NaN until stop()
-        self._nan_slots = array.array("d", [math.nan] * (2 * len(self._deferred_lines)))
         tape.hooks.append(self._quiet_bar if self._all_deferred else self._record_bar)
 
     def notify_trade(self, trade):
@@ -160,9 +155,7 @@ class MarginAnalyzer(BarClockAnalyzer):
             deferred = deferred_feeds.get(name) if deferred_feeds else None
             if deferred is not None and self._defer_bar(deferred, data, name, liquidated,
                                                         length_line, low_line):
-                ratios.append(math.nan)              # the row's slots, written at stop()
-                distances.append(math.nan)
-                continue
+                continue                             # measured at stop()
             if name in liquidated:
                 ratio, distance, side = 1.0, 0.0, 0
             elif not length_line.lencount:
@@ -182,7 +175,7 @@ class MarginAnalyzer(BarClockAnalyzer):
     def _quiet_bar(self, clock: float, value: float, notional: float) -> None:
         """The tape hook while every feed is deferred; the usual bar: nothing moved (no
         ledger entry, liquidation or opened trade) and every feed's buffer index went on
-        by one, so each run goes on and the row gets its NaN slots. Else ``_record_bar``."""
+        by one, so each run goes on. Else ``_record_bar``."""
         if not self._all_deferred or len(self._ledger) != self._ledger_length or \
                 self._opened_now or len(self._records) != self._seen_records:
             return self._record_bar(clock, value, notional)
@@ -195,7 +188,6 @@ class MarginAnalyzer(BarClockAnalyzer):
         for deferred, _length_line, _low_line in lines:
             deferred.next_index += 1
             deferred.last_bar = bar
-        self._tape.rows.extend(self._nan_slots)   # ratio and distance slots, written at stop()
         return None
 
     def _defer_bar(self, deferred, data, name, liquidated, length_line, low_line) -> bool:
@@ -237,40 +229,55 @@ class MarginAnalyzer(BarClockAnalyzer):
     def _materialize(self, name: str) -> None:
         """Write a deferred feed's bars so far into its buffers (and its margin calls); from
         here on it is measured bar by bar."""
-        deferred = self._deferred.pop(name, None)
+        deferred = self._deferred.get(name)
         if deferred is None:
             return
         self._all_deferred, self._deferred_lines = False, []
-        # the bars noted so far: with the current one once its _defer_bar has run
-        bars = self._bar + 1 if deferred.last_bar == self._bar else self._bar
+        ratios, distances = self._stored[name]
+        for _first, _stop, ratio, distance in self._deferred_chunks(name, replay=True):
+            ratios.frombytes(ratio.tobytes())
+            distances.frombytes(distance.tobytes())
+        del self._deferred[name]
+
+    def _deferred_bars(self, deferred) -> int:
+        """Bars noted so far by a deferred feed: the current one too once its _defer_bar ran."""
+        return self._bar + 1 if deferred.last_bar == self._bar else self._bar
+
+    def _deferred_chunks(self, name: str, replay: bool):
+        """(first, stop, ratio, distance) of a deferred feed, for its bars in chunks.
+
+        The figures take ~20 arrays of the bars' length (indices, kinds,
+        extremes, brackets, ...); all at once they were ~86 B a bar of peak
+        RSS at stop() (16 MiB at 200k one-minute bars). Every value is per
+        bar and the bars come in increasing order, so the chunks change no
+        result. ``replay``: also fire the feed's margin calls, bar by bar in
+        order (once: at the switch to bar by bar, or at stop()).
+        """
+        deferred = self._deferred[name]
+        bars = self._deferred_bars(deferred)
         if not bars:
             return
         feed = self._feeds[deferred.position]
         tiers = self.strategy.broker.tiers_for(feed[0])
         run_starts = np.array([run[0] for run in deferred.runs], dtype=np.int64)
-        clocks = self.bar_clocks()
         first_level = self._all_levels[0] if self._all_levels else math.inf
         previous_side = self._previous_side[name]   # before the replay below changes it
         opened_now = self._opened_now
-        # In chunks of bars: the figures take ~20 arrays of the bars' length (indices,
-        # kinds, extremes, brackets, ...); all at once they were ~86 B a bar of peak RSS at
-        # stop() (16 MiB at 200k one-minute bars). Every value is per bar, and the bars are
-        # replayed in the same (increasing) order, so the chunks change no result.
         for first in range(0, bars, _CHUNK_BARS):
             stop = min(bars, first + _CHUNK_BARS)
             ratio, distance, side = deferred.figures(first, stop, feed, tiers, run_starts)
-            self._ratio(name)[first:stop] = ratio    # views of the tape: dropped at once,
-            self._distance(name)[first:stop] = distance      # before the tape grows again
-            previous = np.concatenate(([previous_side], side[:-1]))
-            previous_side = side[-1]
-            candidates = np.flatnonzero((ratio >= first_level) | (side != previous)) + first
-            bars_to_replay = sorted(set(candidates.tolist()) | {
-                bar for bar in deferred.opened_bars if first <= bar < stop})
-            for bar in bars_to_replay:
-                self._opened_now = {name} if bar in deferred.opened_bars else set()
-                self._margin_calls(name, int(side[bar - first]), float(ratio[bar - first]),
-                                   float(clocks[bar]), bar)
-        self._opened_now = opened_now
+            if replay:
+                previous = np.concatenate(([previous_side], side[:-1]))
+                previous_side = side[-1]
+                candidates = np.flatnonzero((ratio >= first_level) | (side != previous)) + first
+                bars_to_replay = sorted(set(candidates.tolist()) | {
+                    bar for bar in deferred.opened_bars if first <= bar < stop})
+                for bar in bars_to_replay:
+                    self._opened_now = {name} if bar in deferred.opened_bars else set()
+                    self._margin_calls(name, int(side[bar - first]), float(ratio[bar - first]),
+                                       float(self.bar_clocks()[bar]), bar)
+                self._opened_now = opened_now
+            yield first, stop, ratio, distance
 
     def _new_liquidations(self):
         """Feed names liquidated on this bar (records appended since the last bar)."""
@@ -323,28 +330,42 @@ class MarginAnalyzer(BarClockAnalyzer):
         self._previous_side[name] = side
 
     # -- results ----------------------------------------------------------
-    def stop(self):
-        for name in list(self._deferred):
-            self._materialize(name)
-        super().stop()
-
     def _ordered_calls(self) -> list:
         """Margin calls by bar, then feed (deferred feeds add theirs at stop())."""
         order = sorted(range(len(self._calls)), key=lambda i: self._call_order[i])
         return [dict(self._calls[i]) for i in order]
 
     def _summarise(self) -> dict:
+        """The analysis, a chunk of bars at a time: a deferred feed's figures are made
+        a chunk at a time and never all held (its margin calls are found on the way,
+        once), a bar-by-bar feed's are read from its buffers."""
         interval = self.bar_interval()
-        per_data = {name: _feed_summary(self._ratio(name), self._distance(name),
-                                        self.bar_time, interval, self._levels)
+        bars = self._bar + 1
+        replay = not self._replayed and bars > 0
+        deferred_chunks = {name: self._deferred_chunks(name, replay=replay)
+                           for name in self._deferred}
+        if replay:
+            self._replayed = True
+        extremes = {name: _FeedExtremes(self._levels) for name in self._names}
+        above_any = _LevelCounts(self._levels)
+        for first in range(0, bars, _CHUNK_BARS):
+            stop = min(bars, first + _CHUNK_BARS)
+            ratios = []
+            for name in self._names:
+                if name in deferred_chunks:
+                    _first, _stop, ratio, distance = next(deferred_chunks[name])
+                else:
+                    stored_ratio, stored_distance = self._stored[name]
+                    ratio = as_numpy(stored_ratio)[first:stop]
+                    distance = as_numpy(stored_distance)[first:stop]
+                extremes[name].add(first, ratio, distance)
+                ratios.append(ratio)
+            above_any.add(_highest_ratio(ratios))
+        per_data = {name: extremes[name].summary(self.bar_time, interval)
                     for name in self._names}
         worst_name = _pick(per_data, "worst_margin_ratio", max)
         closest_name = _pick(per_data, "closest_distance", min)
-        any_ratio = _highest_ratio([self._ratio(name) for name in self._names])
-        time_above = _time_above(any_ratio, interval, self._levels)
-        del any_ratio       # freed before the leverage arrays: a lower peak at stop()
-        leverage = self.effective_leverage()
-        exposed = leverage[np.isfinite(leverage)]
+        leverage = self.leverage_summary()
         return {
             "worst_margin_ratio": per_data[worst_name]["worst_margin_ratio"] if worst_name else None,
             "worst_margin_ratio_dt": per_data[worst_name]["worst_margin_ratio_dt"] if worst_name else None,
@@ -352,41 +373,93 @@ class MarginAnalyzer(BarClockAnalyzer):
             "closest_distance": per_data[closest_name]["closest_distance"] if closest_name else None,
             "closest_distance_dt": per_data[closest_name]["closest_distance_dt"] if closest_name else None,
             "closest_distance_data": closest_name,
-            "time_above": time_above,
+            "time_above": above_any.seconds(interval),
             "margin_calls": self._ordered_calls(),
-            "mean_effective_leverage": finite_or_none(exposed.mean()) if exposed.size else None,
-            "max_effective_leverage": finite_or_none(exposed.max()) if exposed.size else None,
+            "mean_effective_leverage": finite_or_none(leverage["mean"]),
+            "max_effective_leverage": finite_or_none(leverage["max"]),
             "bar_interval": interval,
             "per_data": per_data,
         }
 
     def series(self) -> dict:
         """Per-bar arrays (see the class docstring)."""
-        for name in list(self._deferred):
-            self._materialize(name)
         out = self._time_series()
         out["effective_leverage"] = self.effective_leverage()
-        out["margin_ratio"] = {name: self._ratio(name, copy=True) for name in self._names}
-        out["distance"] = {name: self._distance(name, copy=True) for name in self._names}
+        out["margin_ratio"] = {name: self._ratio(name) for name in self._names}
+        out["distance"] = {name: self._distance(name) for name in self._names}
         return out
 
-    def _ratio(self, name: str, copy: bool = False) -> np.ndarray:
-        """Feed ``name``'s margin ratio per bar; a view unless ``copy``."""
-        return self.tape_column(self._columns[name][0], copy)
+    def _figures(self, name: str, which: int) -> np.ndarray:
+        """Feed ``name``'s ratio (0) or distance (1) of every bar, a new array."""
+        if name in self._deferred:
+            pieces = [chunk[2 + which] for chunk in self._deferred_chunks(name, replay=False)]
+            return np.concatenate(pieces) if pieces else np.empty(0, dtype=np.float64)
+        return as_numpy(self._stored[name][which], copy=True)
 
-    def _distance(self, name: str, copy: bool = False) -> np.ndarray:
-        """Feed ``name``'s distance to liquidation per bar; a view unless ``copy``."""
-        return self.tape_column(self._columns[name][1], copy)
+    def _ratio(self, name: str) -> np.ndarray:
+        """Feed ``name``'s margin ratio per bar (a new array)."""
+        return self._figures(name, 0)
+
+    def _distance(self, name: str) -> np.ndarray:
+        """Feed ``name``'s distance to liquidation per bar (a new array)."""
+        return self._figures(name, 1)
+
+
+class _LevelCounts:
+    """Bars with a ratio >= each level, counted a chunk at a time (NaN never counts)."""
+
+    def __init__(self, levels):
+        self.levels = levels
+        self.counts = [0] * len(levels)
+
+    def add(self, ratio: np.ndarray) -> None:
+        for position, level in enumerate(self.levels):
+            self.counts[position] += int(np.count_nonzero(ratio >= level))
+
+    def seconds(self, interval) -> dict:
+        """{"0.5": seconds, ...}: the counts x bar interval (0 if the interval is unknown)."""
+        return {_level_key(level): float(count) * (interval or 0.0)
+                for level, count in zip(self.levels, self.counts)}
+
+
+class _FeedExtremes:
+    """One feed's worst ratio and closest distance (first bar on ties) and its time above
+    each level, a chunk of bars at a time: the numbers of the whole arrays' argmax, argmin
+    and counts."""
+
+    def __init__(self, levels):
+        self.worst = self.closest = None        # (value, bar)
+        self.above = _LevelCounts(levels)
+
+    def add(self, first: int, ratio: np.ndarray, distance: np.ndarray) -> None:
+        has_ratio = np.isfinite(ratio)
+        if has_ratio.any():
+            bar = int(np.argmax(np.where(has_ratio, ratio, -np.inf)))
+            value = float(ratio[bar])
+            if self.worst is None or value > self.worst[0]:
+                self.worst = (value, first + bar)
+        has_distance = np.isfinite(distance)
+        if has_distance.any():
+            bar = int(np.argmin(np.where(has_distance, distance, np.inf)))
+            value = float(distance[bar])
+            if self.closest is None or value < self.closest[0]:
+                self.closest = (value, first + bar)
+        self.above.add(np.where(has_ratio, ratio, -1.0))
+
+    def summary(self, time_at, interval) -> dict:
+        """The feed's figures; ``time_at(i)``: POSIX seconds of bar i."""
+        worst, closest = self.worst, self.closest
+        return {
+            "worst_margin_ratio": worst[0] if worst else None,
+            "worst_margin_ratio_dt": iso_utc(time_at(worst[1])) if worst else None,
+            "closest_distance": closest[0] if closest else None,
+            "closest_distance_dt": iso_utc(time_at(closest[1])) if closest else None,
+            "time_above": self.above.seconds(interval),
+        }
 
 
 def _level_key(level: float) -> str:
     return repr(float(level))
-
-
-def _time_above(ratios: np.ndarray, interval, levels) -> dict:
-    """{"0.5": seconds, ...}: bars with ratio >= level x interval (0 if interval unknown)."""
-    return {_level_key(level): float(np.count_nonzero(ratios >= level)) * (interval or 0.0)
-            for level in levels}
 
 
 def _highest_ratio(ratios: list) -> np.ndarray:
@@ -404,21 +477,6 @@ def _highest_ratio(ratios: list) -> np.ndarray:
         else:
             np.fmax(highest, clean, out=highest)
     return highest
-
-
-def _feed_summary(ratio, distance, time_at, interval, levels) -> dict:
-    """One feed's figures; ``time_at(i)``: POSIX seconds of bar i."""
-    has_ratio = np.isfinite(ratio)
-    has_distance = np.isfinite(distance)
-    worst = int(np.argmax(np.where(has_ratio, ratio, -np.inf))) if has_ratio.any() else None
-    closest = int(np.argmin(np.where(has_distance, distance, np.inf))) if has_distance.any() else None
-    return {
-        "worst_margin_ratio": float(ratio[worst]) if worst is not None else None,
-        "worst_margin_ratio_dt": iso_utc(time_at(worst)) if worst is not None else None,
-        "closest_distance": float(distance[closest]) if closest is not None else None,
-        "closest_distance_dt": iso_utc(time_at(closest)) if closest is not None else None,
-        "time_above": _time_above(np.where(has_ratio, ratio, -1.0), interval, levels),
-    }
 
 
 def _pick(per_data: dict, key: str, choose) -> str | None:

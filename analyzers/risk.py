@@ -62,12 +62,16 @@ class RiskAnalyzer(BarClockAnalyzer):
         super().start()
 
     def _equity_curve(self) -> tuple[np.ndarray, np.ndarray, float | None]:
-        """(equity with the start value first, its stamps, interval)."""
+        """(equity with the start value first, its stamps, interval): new arrays."""
         interval = self.bar_interval()
-        return self._equity_values(), self._stamps(interval), interval
+        return np.array(self._equity_values()), self._stamps(interval), interval
 
     def _equity_values(self) -> np.ndarray:
-        """The start value, then the value after each bar (one new array)."""
+        """The start value, then the value after each bar: the tape's own buffer when it
+        starts with this analyzer's start value (a view: no copy of every bar), else a copy."""
+        tape = self._tape
+        if tape.start_value == self._start_value:
+            return tape.equity_curve()
         values = self.equity()
         equity = np.empty(values.size + 1)
         equity[0] = self._start_value
@@ -88,15 +92,14 @@ class RiskAnalyzer(BarClockAnalyzer):
         # curves are freed when it returns: a lower memory peak at stop() (issue 15)
         summary = risk_summary(self._equity_values(), lambda: self._stamps(interval), interval,
                                ruin_threshold=self.p.ruin_threshold)
-        leverage = self.effective_leverage()
-        exposed_bars = int(np.count_nonzero(self.notional() > 0.0))
-        finite = leverage[np.isfinite(leverage)]
+        leverage = self.leverage_summary()
+        bars, exposed_bars = leverage["bars"], leverage["exposed_bars"]
         summary.update({
             "exposure_time": float(exposed_bars * interval) if interval is not None
             else (0.0 if exposed_bars == 0 else None),
-            "exposure_fraction": exposed_bars / leverage.size if leverage.size else None,
-            "mean_effective_leverage": finite_or_none(finite.mean()) if finite.size else None,
-            "max_effective_leverage": finite_or_none(finite.max()) if finite.size else None,
+            "exposure_fraction": exposed_bars / bars if bars else None,
+            "mean_effective_leverage": finite_or_none(leverage["mean"]),
+            "max_effective_leverage": finite_or_none(leverage["max"]),
         })
         return summary
 

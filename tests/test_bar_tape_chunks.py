@@ -1,0 +1,102 @@
+"""The tape's notional kept as position runs, and the summaries made a chunk at a time.
+
+With close lines that keep their values, ``BarTape`` stores no notional a bar:
+Σ |size x close| is read back from each feed's runs and close line at stop().
+Every analysis and series must be bit-identical to the stored-a-bar notional,
+with the default chunks and with chunks of 7 bars cutting through everything.
+"""
+from __future__ import annotations
+
+import collections
+
+import backtrader as bt
+import numpy as np
+from hypothesis import given, settings, strategies as st
+
+from backtrader_leverage.analyzers import (LiquidationAnalyzer, MarginAnalyzer,
+                                           NegativeBalanceAnalyzer, RiskAnalyzer)
+from backtrader_leverage.analyzers import _base
+from backtrader_leverage.analyzers._common import median_of_counts
+from backtrader_leverage.broker import MarginBroker
+from backtrader_leverage.data import ArrayFeed, load_csv
+
+
+class Reversals(bt.Strategy):
+    def __init__(self):
+        self.crosses = [bt.ind.CrossOver(bt.ind.SMA(data, period=10), bt.ind.SMA(data, period=30))
+                        for data in self.datas]
+
+    def next(self):
+        for data, cross in zip(self.datas, self.crosses):
+            if cross[0] > 0:
+                self.order_target_percent(data=data, target=4.0)
+            elif cross[0] < 0:
+                self.order_target_percent(data=data, target=-4.0)
+
+
+def _run(shared_data, broker_class):
+    cerebro = bt.Cerebro(stdstats=False)
+    # ETH starts two weeks after BTC: not started, then its close index lags the clock
+    for name, start in (("BTCUSDT", "2021-04-15"), ("ETHUSDT", "2021-05-01")):
+        frame = load_csv(shared_data / f"binance_um_{name}_1h.csv").loc[start:"2021-06-15"]
+        cerebro.adddata(ArrayFeed(dataname=frame, name=name))
+    if broker_class is MarginBroker:
+        cerebro.broker = MarginBroker(cash=10_000, leverage=20, tiers="binance_btcusdt_perp",
+                                      funding_rates=0.0003)
+    else:
+        cerebro.broker = bt.brokers.BackBroker(cash=10_000)
+    cerebro.broker.setcommission(commission=0.0004)
+    cerebro.addstrategy(Reversals)
+    for name, analyzer in (("liq", LiquidationAnalyzer), ("margin", MarginAnalyzer),
+                           ("neg", NegativeBalanceAnalyzer), ("risk", RiskAnalyzer)):
+        cerebro.addanalyzer(analyzer, _name=name)
+    strategy = cerebro.run()[0]
+    tape = strategy.__dict__[_base._TAPE_ATTRIBUTE]
+    results = {}
+    for name, analyzer in strategy.analyzers.getitems():
+        series = analyzer.series() if hasattr(analyzer, "series") else {}
+        results[name] = (analyzer.get_analysis(), _flat_bytes(series))
+    return results, tape
+
+
+def _flat_bytes(series: dict) -> dict:
+    flat = {}
+    for key, value in series.items():
+        for name, array in (value.items() if isinstance(value, dict) else [(None, value)]):
+            flat[(key, name)] = np.asarray(array).tobytes()
+    return flat
+
+
+def test_notional_runs_equal_the_notional_stored_a_bar(shared_data, monkeypatch):
+    for broker_class in (MarginBroker, bt.brokers.BackBroker):
+        runs, tape = _run(shared_data, broker_class)
+        assert tape.notional_runs is not None and len(tape.rows) == tape.bars + 1
+        # a run a fill or so, not a value a bar
+        assert sum(len(r.starts) for r in tape.notional_runs) < tape.bars / 10
+        with monkeypatch.context() as patch:
+            patch.setattr(_base, "_keeps_its_values", lambda data, close_line: False)
+            stored, stored_tape = _run(shared_data, broker_class)
+        assert stored_tape.notional_runs is None and len(stored_tape.rows) == 2 * (tape.bars + 1)
+        assert runs == stored
+        with monkeypatch.context() as patch:
+            patch.setattr(_base, "CHUNK_BARS", 7)
+            chunked, _ = _run(shared_data, broker_class)
+        assert chunked == runs
+        risk = runs["risk"][0]
+        assert risk["mean_effective_leverage"] > 1 and 0 < risk["exposure_fraction"] < 1
+        if broker_class is MarginBroker:
+            assert runs["margin"][0]["margin_calls"] and runs["liq"][0]["count"]
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.lists(st.sampled_from([60.0, 300.0, 3600.0, 7200.0, 0.5, 86400.0, 1e-3]),
+                min_size=1, max_size=60))
+def test_median_of_counts_is_numpys_median(values):
+    # one middle value, or the mean of two: 60 and 3600 -> (60 + 3600) / 2 = 1830
+    assert median_of_counts(collections.Counter(values)) == float(np.median(values))
+
+
+def test_median_of_counts_by_hand():
+    assert median_of_counts({60.0: 3, 3600.0: 1}) == 60.0
+    assert median_of_counts({60.0: 2, 3600.0: 2}) == (60.0 + 3600.0) / 2 == 1830.0
+    assert median_of_counts({5.0: 1}) == 5.0
