@@ -47,6 +47,8 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from . import exact_sums
+
 SECONDS_PER_DAY = 86_400.0
 DAYS_PER_YEAR = 365.0  # crypto trades every calendar day
 SECONDS_PER_YEAR = DAYS_PER_YEAR * SECONDS_PER_DAY
@@ -343,7 +345,7 @@ def risk_summary(equity, times, interval: float | None,
     Parameters
     ----------
     equity : array of float, quote currency
-        Starting value, then the value after each bar (length bars + 1).
+        Starting value, then the value after each bar (length bars + 1). Only read.
     times : array of float, POSIX seconds, or a function returning it
         Stamps of ``equity`` (``times[0]`` one interval before the first bar).
         A function is called once, after the figures of the bar returns: the
@@ -366,6 +368,12 @@ def risk_summary(equity, times, interval: float | None,
     ``start_value``, ``end_value``, ``lowest_value``, ``bars``,
     ``bar_interval``, ``periods_per_year``, ``years``, ``daily_returns`` (how many
     daily returns VaR/CVaR were computed from, up to the ruin).
+
+    Memory: every pass over the curve runs ``CHUNK_BARS`` bars at a time (the figures are
+    the very floats the whole-array functions above give, see :mod:`.exact_sums`), so
+    beyond ``equity`` and the stamps it holds a few chunks, not arrays of the curve's
+    length. The one exception is an interval of a day or more (or unknown): the daily
+    returns are then the bar returns, one array of ``bars`` floats.
     """
     full = np.asarray(equity, dtype=float)
     start_value = float(full[0])
@@ -373,34 +381,28 @@ def risk_summary(equity, times, interval: float | None,
     bars = int(full.size - 1)
     periods = periods_per_year(interval)
     years = bars * interval / SECONDS_PER_YEAR if interval else None
+    chunk = CHUNK_BARS      # read at call time: the tests set a small one
 
-    if (full[1:] <= 0.0).any():
-        curve, ruin_index = truncate_at_ruin(full)
-    else:       # truncate_at_ruin would return a copy of the whole curve: read it as it is
-        curve, ruin_index = full, None
-    # The bar returns are used up (and freed) before the drawdown arrays are made:
-    # a lower peak of memory at the analyzers' stop() (issue 15's profile).
-    returns = simple_returns(curve) if start_value > 0 else np.empty(0)
-    volatility = annual_volatility(returns, periods)
-    sharpe = sharpe_ratio(returns, periods)
-    sortino = sortino_ratio(returns, periods)
-    del returns
+    ruin_index, ruin_bar = _first_ruin_bars(full, ruin_threshold * start_value, chunk)
+    curve = _RuinedCurve(full, ruin_index)
+    returns_count = curve.size - 1 if start_value > 0 else 0
+    volatility, sharpe, sortino = _return_ratios(curve, returns_count, periods, chunk)
+    bar_daily = interval is None or interval >= SECONDS_PER_DAY
+    if bar_daily:   # the daily returns are the bar returns: made, used, freed before the stamps
+        tail = _tail_figures(_bar_returns(curve, returns_count, chunk))
     stamps = np.asarray(times() if callable(times) else times, dtype=float)
-    details = max_drawdown_details(curve)
+    details, under_water = _drawdowns(curve, stamps[: curve.size], float(stamps[-1]), chunk)
     if ruin_index is not None:
         details["max_drawdown"] = 1.0  # clipped at 0: exactly everything lost
     growth = None
     if years and ruin_index is not None:
         growth = -1.0
     elif years:
-        growth = cagr(start_value, float(curve[-1]), years)
-    daily = daily_returns(curve, stamps[: curve.size], interval) if start_value > 0 else np.empty(0)
+        growth = cagr(start_value, curve.last, years)
+    if not bar_daily:
+        tail = _tail_figures(_last_of_day_returns(curve, stamps[: curve.size], chunk)
+                             if start_value > 0 else np.empty(0))
 
-    # the first bar below the threshold: argmax of the mask (its first True), not an index
-    # array of every such bar
-    below = (full[1:] < ruin_threshold * start_value) | (full[1:] <= 0.0)
-    ruin_bar = int(np.argmax(below)) + 1 if below.any() else None
-    del below
     summary = {
         "total_return": finite_or_none(end_value / start_value - 1.0) if start_value > 0 else None,
         "cagr": growth,
@@ -412,25 +414,288 @@ def risk_summary(equity, times, interval: float | None,
         "max_drawdown_start": _stamp(stamps, details["peak_index"]),
         "max_drawdown_trough": _stamp(stamps, details["trough_index"]),
         "max_drawdown_recovery": _stamp(stamps, details["recovery_index"]),
-        "longest_time_under_water": longest_under_water(
-            curve, stamps[: curve.size], end_time=float(stamps[-1])),
+        "longest_time_under_water": under_water,
         "ruined": ruin_bar is not None,
         "ruin_dt": _stamp(stamps, ruin_bar),
         "ruin_threshold": float(ruin_threshold),
         "bankrupt_dt": _stamp(stamps, ruin_index),
         "start_value": start_value,
         "end_value": end_value,
-        "lowest_value": float(np.min(full)),
+        "lowest_value": float(np.min(full)),    # a reduction: no temporary array
         "bars": bars,
         "bar_interval": interval,
         "periods_per_year": periods,
         "years": years,
-        "daily_returns": int(daily.size),
+        "daily_returns": tail.pop("count"),
     }
-    for suffix, cutoff in VAR_CUTOFFS.items():
-        summary["var_" + suffix] = value_at_risk(daily, cutoff)
-        summary["cvar_" + suffix] = conditional_value_at_risk(daily, cutoff)
+    summary.update(tail)
     return summary
+
+
+# -- risk_summary's passes over the curve, a chunk of bars at a time ---------------------
+#
+# Each helper gives what the whole-array function above it gives on the curve
+# truncate_at_ruin would return (same floats, same indices), reading ``equity`` itself.
+
+#: bars a chunk in risk_summary's passes: each holds a few float64 arrays of this length
+#: (128 KiB each), never one of the curve's. At least exact_sums.PAIRWISE_BLOCK (the
+#: pairwise sums' leaf).
+CHUNK_BARS = 1 << 14
+
+
+class _RuinedCurve:
+    """The curve :func:`truncate_at_ruin` returns, read from ``equity`` without a copy.
+
+    ``size`` observations: ``equity[:size]``, except that a ruined curve's last one (the
+    ruin observation) is 0.0. Slices of the input are only read, never written.
+    """
+
+    __slots__ = ("values", "size", "ruined")
+
+    def __init__(self, values: np.ndarray, ruin_index: int | None):
+        self.values = values
+        self.ruined = ruin_index is not None
+        self.size = values.size if ruin_index is None else ruin_index + 1
+
+    @property
+    def last(self) -> float:
+        """The last observation of the curve (0.0 when ruined)."""
+        return 0.0 if self.ruined else float(self.values[self.size - 1])
+
+    def clipped(self, start: int, stop: int) -> np.ndarray:
+        """``np.maximum(curve[start:stop], 0.0)`` (``stop`` capped at ``size``), a new array.
+
+        The ruin observation needs no patch: it is <= 0, so clipped to a zero. Always
+        clipped (not only when a value is below 0, as :func:`_clipped_at_zero`): the sign
+        of a zero makes no difference to the drawdowns (see there).
+        """
+        return np.maximum(self.values[start:min(stop, self.size)], 0.0)
+
+    def returns(self, start: int, stop: int) -> np.ndarray:
+        """Bar returns ``[start, stop)`` (:func:`simple_returns` of the curve), a new array."""
+        returns = np.divide(self.values[start + 1: stop + 1], self.values[start:stop])
+        if self.ruined and stop >= self.size - 1:
+            # the last return ends at the ruin observation, 0.0 in the truncated curve
+            np.divide(0.0, self.values[stop - 1: stop], out=returns[-1:])
+        returns -= 1.0
+        return returns
+
+    def gather(self, indices: np.ndarray) -> np.ndarray:
+        """``curve[indices]`` (a few indices, sorted), a new array."""
+        picked = self.values[indices]
+        if self.ruined:
+            picked[indices == self.size - 1] = 0.0
+        return picked
+
+
+def _first_ruin_bars(full: np.ndarray, limit: float, chunk: int) -> tuple[int | None, int | None]:
+    """(first index >= 1 with equity <= 0, first index >= 1 with equity < ``limit`` or <= 0).
+
+    The first is :func:`truncate_at_ruin`'s ruin index, the second risk_summary's ruin bar;
+    None when there is none. Stops at the ruin: the ruin bar is at or before it.
+    """
+    ruin_bar = None
+    for start in range(1, full.size, chunk):
+        part = full[start: start + chunk]
+        bankrupt = part <= 0.0
+        if ruin_bar is None:
+            below = part < limit
+            below |= bankrupt
+            if below.any():
+                ruin_bar = start + int(np.argmax(below))    # argmax of a mask: its first True
+        if bankrupt.any():
+            return start + int(np.argmax(bankrupt)), ruin_bar
+    return None, ruin_bar
+
+
+def _return_ratios(curve: _RuinedCurve, count: int, periods: float | None,
+                   chunk: int) -> tuple[float | None, float | None, float | None]:
+    """(:func:`annual_volatility`, :func:`sharpe_ratio`, :func:`sortino_ratio`) of the bar returns.
+
+    The ``count`` first returns of ``curve`` (0 when the start value is not positive).
+    Two passes of pairwise sums over returns made a chunk at a time: the sum of the
+    returns and of their squared losses (with the all-equal check of :func:`_std`), then
+    the squared deviations from the mean.
+    """
+    if count < 2 or periods is None:
+        return None, None, None
+    first = curve.returns(0, 1)[0]
+    all_equal = True
+
+    def returns_and_losses(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        nonlocal all_equal
+        returns = curve.returns(start, stop)
+        all_equal = all_equal and bool(np.all(returns == first))
+        losses = np.minimum(returns, 0.0)
+        losses *= losses            # squared in place, as sortino_ratio
+        return returns, losses
+
+    total, losses_total = exact_sums.pairwise_sums(count, returns_and_losses, leaf=chunk)
+    mean = total / count            # np.mean: the sum / n
+    std = 0.0 if all_equal else exact_sums.sample_std(count, curve.returns, leaf=chunk,
+                                                      mean_value=mean)
+    # the formulas of annual_volatility, sharpe_ratio and sortino_ratio, the same floats
+    volatility = finite_or_none(std * math.sqrt(periods))
+    sharpe = None if std == 0.0 else finite_or_none(mean / std * math.sqrt(periods))
+    downside = math.sqrt(losses_total / count)
+    sortino = (None if downside == 0.0
+               else finite_or_none(mean * periods / (downside * math.sqrt(periods))))
+    return volatility, sharpe, sortino
+
+
+def _bar_returns(curve: _RuinedCurve, count: int, chunk: int) -> np.ndarray:
+    """The ``count`` first bar returns of ``curve`` as one array (:func:`simple_returns`)."""
+    returns = np.empty(count)
+    for start in range(0, count, chunk):
+        stop = min(start + chunk, count)
+        returns[start:stop] = curve.returns(start, stop)
+    return returns
+
+
+def _drawdowns(curve: _RuinedCurve, stamps: np.ndarray, end_time: float,
+               chunk: int) -> tuple[dict, float]:
+    """(:func:`max_drawdown_details`, :func:`longest_under_water`) of ``curve``, one pass.
+
+    ``stamps`` are the curve's, ``end_time`` (seconds) where a period still under water
+    ends. The running peak is carried from chunk to chunk; a later chunk's deepest
+    drawdown replaces the deepest so far only when strictly deeper, as np.argmax takes
+    the first occurrence (and the first NaN, from inf / inf, as the deepest).
+    """
+    details = {"max_drawdown": 0.0, "peak_index": None, "trough_index": None,
+               "recovery_index": None}
+    if curve.size < 2:
+        return details, 0.0
+    trough = depth = peak_value = carried_peak = None
+    longest = 0.0
+    open_first = None   # first observation of a period under water still open
+    for start in range(0, curve.size, chunk):
+        values = curve.clipped(start, start + chunk)
+        peak = np.maximum.accumulate(values)
+        if carried_peak is not None:
+            np.maximum(peak, carried_peak, out=peak)
+        carried_peak = peak[-1]
+
+        longest, open_first = _under_water_runs(values < peak, start, open_first, stamps,
+                                                longest)
+        drawdown = _drawdown_of_peak(values, peak)
+        at = int(np.argmax(drawdown))
+        deepest = drawdown[at]
+        if trough is None or (not math.isnan(depth) and (math.isnan(deepest) or deepest > depth)):
+            # the running peak at the trough is np.max(curve[:trough + 1])
+            trough, depth, peak_value = start + at, float(deepest), float(peak[at])
+    if open_first is not None:
+        longest = _longer(longest, end_time - stamps[open_first - 1])
+    if depth <= 0.0:
+        return details, longest
+    details.update(max_drawdown=depth, trough_index=trough,
+                   peak_index=_last_at_peak(curve, trough, peak_value, chunk),
+                   recovery_index=_first_recovery(curve, trough, peak_value, chunk))
+    return details, longest
+
+
+def _drawdown_of_peak(values: np.ndarray, peak: np.ndarray) -> np.ndarray:
+    """:func:`_drawdown_of_clipped` of a chunk given its running peak, a new array."""
+    no_peak = ~(peak > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        drawdown = np.divide(values, peak)
+    np.subtract(1.0, drawdown, out=drawdown)
+    drawdown[no_peak] = 0.0
+    return drawdown
+
+
+def _under_water_runs(under: np.ndarray, start: int, open_first: int | None,
+                      stamps: np.ndarray, longest: float) -> tuple[float, int | None]:
+    """The runs under water of one chunk: (longest so far, first of a run left open).
+
+    ``under`` flags the chunk's observations below the running peak, ``start`` its first
+    index, ``open_first`` the first observation of the run open at its start (None if
+    none). A run from observation ``first`` to ``stop`` (the first back at the peak)
+    lasts ``stamps[stop] - stamps[first - 1]``: from the peak observation before it.
+    """
+    flags = np.empty(under.size + 1, dtype=np.int8)     # 1 B a bar of the chunk
+    flags[0] = open_first is not None
+    flags[1:] = under
+    edges = np.diff(flags)
+    firsts = np.flatnonzero(edges == 1) + start
+    stops = np.flatnonzero(edges == -1) + start
+    if open_first is not None and stops.size:
+        firsts = np.concatenate(([open_first], firsts))
+        open_first = None
+    if firsts.size > stops.size:    # the last run goes on into the next chunk
+        open_first = int(firsts[-1])
+        firsts = firsts[:-1]
+    if firsts.size:
+        longest = _longer(longest, stamps[stops] - stamps[firsts - 1])
+    return longest, open_first
+
+
+def _longer(longest: float, durations) -> float:
+    """``longest = max(longest, float(d))`` for each of ``durations``, in one step.
+
+    Python's max keeps ``longest`` unless a duration is greater (never a NaN one): the
+    result is the greatest duration above ``longest``, else ``longest`` itself.
+    """
+    durations = np.atleast_1d(durations)
+    greater = durations[durations > longest]
+    return float(greater.max()) if greater.size else longest
+
+
+def _last_at_peak(curve: _RuinedCurve, trough: int, peak_value: float, chunk: int) -> int:
+    """The last observation at or before ``trough`` equal to ``peak_value`` (``trough`` if none).
+
+    :func:`max_drawdown_details`' peak index, scanning back a chunk at a time.
+    """
+    stop = trough + 1
+    while stop > 0:
+        start = max(stop - chunk, 0)
+        hits = np.flatnonzero(curve.clipped(start, stop) == peak_value)
+        if hits.size:
+            return start + int(hits[-1])
+        stop = start
+    return trough
+
+
+def _first_recovery(curve: _RuinedCurve, trough: int, peak_value: float,
+                    chunk: int) -> int | None:
+    """The first observation after ``trough`` at or above ``peak_value``; None if none."""
+    for start in range(trough + 1, curve.size, chunk):
+        recovered = curve.clipped(start, start + chunk) >= peak_value
+        if recovered.any():
+            return start + int(np.argmax(recovered))
+    return None
+
+
+def _last_of_day_returns(curve: _RuinedCurve, stamps: np.ndarray, chunk: int) -> np.ndarray:
+    """:func:`daily_returns` of ``curve`` for bars shorter than a day, a chunk at a time.
+
+    Bar ``i`` (observation ``i + 1``) is its UTC day's last when the next bar's day
+    differs or is infinite (daily_returns' inf - inf case), and the last bar always is.
+    Only those indices, one a day, are kept; ``stamps`` are the curve's.
+    """
+    if curve.size < 2:
+        return np.empty(0)
+    day_count = stamps.size - 1     # daily_returns' days: one a bar
+    lasts = []
+    for start in range(0, day_count - 1, chunk):
+        stop = min(start + chunk, day_count - 1)
+        days = stamps[start + 1: stop + 2] / SECONDS_PER_DAY    # days[start .. stop]
+        np.floor(days, out=days)
+        new_day = days[1:] != days[:-1]
+        new_day |= np.isinf(days[1:])
+        lasts.append(np.flatnonzero(new_day) + start)
+    lasts.append(np.array([day_count - 1]))
+    last_of_day = np.concatenate(lasts)
+    daily = np.concatenate((curve.values[:1], curve.gather(last_of_day + 1)))
+    return simple_returns(daily)
+
+
+def _tail_figures(daily: np.ndarray) -> dict:
+    """VaR and CVaR of the daily returns (``var_95``, ``cvar_95``, ...) and their ``count``."""
+    tail = {"count": int(daily.size)}
+    for suffix, cutoff in VAR_CUTOFFS.items():
+        tail["var_" + suffix] = value_at_risk(daily, cutoff)
+        tail["cvar_" + suffix] = conditional_value_at_risk(daily, cutoff)
+    return tail
 
 
 def _std(values: np.ndarray) -> float:
