@@ -259,6 +259,7 @@ class BarTape:
         self.rows = _float_array()
         self.rows.append(self.start_value)
         self.width = 1              # values a row: value (+ notional when stored)
+        self.capacity = 0           # bars the rows were sized for at the first bar
         self.notional_runs = None   # NotionalRuns per feed, when notional is kept as runs
         self.bars = 0
         self.cash = StepColumn()
@@ -283,7 +284,6 @@ class BarTape:
         # a broker keeping BackBroker's getvalue/getcash: read what they return directly
         self._backbroker = broker if _keeps_backbroker_reads(broker) else None
         self._getposition = position_getter(broker)
-        self._append_row = self.rows.append
         # (data, its length line, its close line) per feed, in the strategy's order
         self.feeds = [(data, data.lines[0], data.lines.close) for data in strategy.datas]
         if all(_keeps_its_values(data, close_line) for data, _length, close_line in self.feeds):
@@ -291,9 +291,16 @@ class BarTape:
             self._feed_runs = [(data, length_line, close_line, runs) for
                                (data, length_line, close_line), runs in
                                zip(self.feeds, self.notional_runs)]
+            # sized once for the bars the feeds hold (a preloaded run's every bar): growing
+            # a value at a time, the buffer was moved again and again through the C heap,
+            # leaving the freed copies behind (~5 B a bar of peak RSS in the profile of
+            # issue 15); more bars than that append as before
+            self.capacity = max((data.buflen() for data in strategy.datas), default=0)
+            self.rows = array.array("d", self.rows) * (self.capacity + 1)
         else:
             self.width = 2
             self.rows.append(math.nan)      # under the start value: rows stay (value, notional)
+        self._append_row = self.rows.append
         first = strategy.datas[0] if strategy.datas else None
         if len(strategy.datas) == 1:
             # one feed: the strategy's clock is that feed's datetime every bar, so the
@@ -322,14 +329,14 @@ class BarTape:
 
     def value_chunk(self, first: int, stop: int) -> np.ndarray:
         """The value of bars [first, stop) (a view, strided when notional is stored)."""
-        flat = as_numpy(self.rows)
+        flat = self._filled_rows()
         width = self.width
         return flat[width * (first + 1):width * (stop + 1):width]
 
     def equity_curve(self) -> np.ndarray:
         """The start value, then the value after each bar: contiguous (a read-only view,
         pinning the buffer, when rows hold only values; else a copy)."""
-        flat = as_numpy(self.rows)
+        flat = self._filled_rows()
         if self.width != 1:
             return flat[::self.width].copy()
         flat.flags.writeable = False        # the tape's own buffer: read it, never write it
@@ -339,13 +346,17 @@ class BarTape:
         """Σ |size x close| of bars [first, stop), quote currency (a new array)."""
         stop = max(first, min(stop, self.bars))
         if self.notional_runs is None:
-            flat = as_numpy(self.rows)
+            flat = self._filled_rows()
             return flat[2 * (first + 1) + 1:2 * (stop + 1):2].copy()
         out = np.zeros(stop - first)
         for (_data, _length, close_line), runs in zip(self.feeds, self.notional_runs):
             if len(runs.starts):
                 runs.add_notional(out, first, np.frombuffer(close_line.array, dtype=np.float64))
         return out
+
+    def _filled_rows(self) -> np.ndarray:
+        """The rows written so far (the start row, then a row a bar), as a float64 view."""
+        return as_numpy(self.rows)[:self.width * (self.bars + 1)]
 
     def chunks(self, size: int = 0):
         """(first, stop) bar ranges covering every bar recorded, ``CHUNK_BARS`` at a time."""
@@ -467,7 +478,12 @@ class BarTape:
                         column.add(stamp, index)
         backbroker = self._backbroker
         value = self._getvalue() if backbroker is None else backbroker._value
-        self._append_row(value)
+        bar = self.bars
+        self.bars = bar + 1
+        if bar < self.capacity:
+            self.rows[bar + 1] = value
+        else:
+            self._append_row(value)
         if self.wants_cash:
             cash, steps = self._getcash() if backbroker is None else backbroker.cash, self.cash
             if cash is steps.last:           # StepColumn.append of an unchanged wallet, inlined
@@ -475,8 +491,6 @@ class BarTape:
             else:
                 steps.append(cash)
         getposition = self._getposition
-        bar = self.bars
-        self.bars = bar + 1
         notional = None
         if self.notional_runs is not None:
             for data, length_line, close_line, runs in self._feed_runs:

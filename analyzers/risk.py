@@ -7,7 +7,8 @@ import numpy as np
 
 from ._base import BarClockAnalyzer
 from ._common import bt_array_to_seconds
-from .risk_metrics import DEFAULT_RUIN_THRESHOLD, drawdown_series, finite_or_none, risk_summary
+from .risk_metrics import (DEFAULT_RUIN_THRESHOLD, LazyStamps, drawdown_series, finite_or_none,
+                           risk_summary)
 
 
 class RiskAnalyzer(BarClockAnalyzer):
@@ -86,11 +87,25 @@ class RiskAnalyzer(BarClockAnalyzer):
         times[0] = times[1] - (interval or 0.0) if clocks.size else math.nan
         return times
 
+    def _lazy_stamps(self, interval: float | None) -> LazyStamps:
+        """:meth:`_stamps`, made only where they are read (the same values)."""
+        def stamps_at(indices: np.ndarray) -> np.ndarray:
+            clocks = self.bar_clocks()
+            out = np.empty(indices.size)
+            on_bar = indices >= 1
+            out[on_bar] = bt_array_to_seconds(clocks[indices[on_bar] - 1])
+            if not on_bar.all():    # the start value's stamp: one interval before bar 0
+                out[~on_bar] = bt_array_to_seconds(clocks[:1])[0] - (interval or 0.0) \
+                    if clocks.size else math.nan
+            return out
+
+        return LazyStamps(len(self.bar_clocks()) + 1, stamps_at)
+
     def _summarise(self) -> dict:
         interval = self.bar_interval()
-        # the stamps are made when risk_summary is done with the bar returns, and both
-        # curves are freed when it returns: a lower memory peak at stop() (issue 15)
-        summary = risk_summary(self._equity_values(), lambda: self._stamps(interval), interval,
+        # the stamps are made where risk_summary reads them, a chunk or a few at a time:
+        # not an array of every bar's at stop() (issue 15)
+        summary = risk_summary(self._equity_values(), self._lazy_stamps(interval), interval,
                                ruin_threshold=self.p.ruin_threshold)
         leverage = self.leverage_summary()
         bars, exposed_bars = leverage["bars"], leverage["exposed_bars"]

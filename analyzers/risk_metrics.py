@@ -390,8 +390,11 @@ def risk_summary(equity, times, interval: float | None,
     bar_daily = interval is None or interval >= SECONDS_PER_DAY
     if bar_daily:   # the daily returns are the bar returns: made, used, freed before the stamps
         tail = _tail_figures(_bar_returns(curve, returns_count, chunk))
-    stamps = np.asarray(times() if callable(times) else times, dtype=float)
-    details, under_water = _drawdowns(curve, stamps[: curve.size], float(stamps[-1]), chunk)
+    stamps = times() if callable(times) else times
+    if not isinstance(stamps, LazyStamps):
+        stamps = np.asarray(stamps, dtype=float)
+    details, under_water = _drawdowns(curve, _prefix(stamps, curve.size), float(stamps[-1]),
+                                      chunk)
     if ruin_index is not None:
         details["max_drawdown"] = 1.0  # clipped at 0: exactly everything lost
     growth = None
@@ -400,7 +403,7 @@ def risk_summary(equity, times, interval: float | None,
     elif years:
         growth = cagr(start_value, curve.last, years)
     if not bar_daily:
-        tail = _tail_figures(_last_of_day_returns(curve, stamps[: curve.size], chunk)
+        tail = _tail_figures(_last_of_day_returns(curve, _prefix(stamps, curve.size), chunk)
                              if start_value > 0 else np.empty(0))
 
     summary = {
@@ -703,6 +706,49 @@ def _std(values: np.ndarray) -> float:
     if np.all(values == values[0]):
         return 0.0
     return float(np.std(values, ddof=1))
+
+
+class LazyStamps:
+    """The stamps of an equity curve (POSIX seconds), made only where they are read.
+
+    ``stamps_at(indices)`` returns the stamps at an int64 array of indices in
+    ``[0, size)``; :func:`risk_summary` reads them a chunk, or a few, at a time
+    (``stamps[i]``, ``stamps[a:b]``, ``stamps[index_array]``), so the caller
+    need not hold an array of every bar's stamp (8 B a bar at stop()).
+    """
+
+    def __init__(self, size: int, stamps_at):
+        self.size = int(size)
+        self._stamps_at = stamps_at
+
+    def prefix(self, size: int) -> "LazyStamps":
+        """The first ``size`` stamps, still lazy."""
+        return LazyStamps(min(size, self.size), self._stamps_at)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.size)
+            return self._stamps_at(np.arange(start, stop, step, dtype=np.int64))
+        if isinstance(key, np.ndarray):
+            indices = key.astype(np.int64, copy=False)
+            indices = np.where(indices < 0, indices + self.size, indices)
+            if indices.size and (indices.min() < 0 or indices.max() >= self.size):
+                raise IndexError("stamp index out of range")
+            return self._stamps_at(indices)
+        index = int(key)
+        if index < 0:
+            index += self.size
+        if not 0 <= index < self.size:
+            raise IndexError("stamp index out of range")
+        return self._stamps_at(np.array([index], dtype=np.int64))[0]
+
+
+def _prefix(stamps, size: int):
+    """``stamps[:size]``, lazy for :class:`LazyStamps`."""
+    return stamps.prefix(size) if isinstance(stamps, LazyStamps) else stamps[:size]
 
 
 def _stamp(stamps: np.ndarray, index: int | None) -> str | None:

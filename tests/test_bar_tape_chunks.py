@@ -11,6 +11,7 @@ import collections
 
 import backtrader as bt
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from backtrader_leverage.analyzers import (LiquidationAnalyzer, MarginAnalyzer,
@@ -100,3 +101,35 @@ def test_median_of_counts_by_hand():
     assert median_of_counts({60.0: 3, 3600.0: 1}) == 60.0
     assert median_of_counts({60.0: 2, 3600.0: 2}) == (60.0 + 3600.0) / 2 == 1830.0
     assert median_of_counts({5.0: 1}) == 5.0
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")     # returns off a near-zero value
+@settings(deadline=None, max_examples=60)
+@given(st.lists(st.floats(-50.0, 200.0), min_size=2, max_size=3000),
+       st.sampled_from([60.0, 3600.0, 86400.0, None]), st.integers(128, 600))
+def test_lazy_stamps_give_the_array_stamps_summary(values, interval, chunk):
+    # risk_summary reads LazyStamps a chunk, or a few, at a time: the same dict as the array
+    from backtrader_leverage.analyzers import risk_metrics
+    equity = np.array([100.0, *values])
+    stamps = 1.6e9 + np.cumsum(np.full(equity.size, interval or 3600.0))
+    lazy = risk_metrics.LazyStamps(stamps.size, lambda indices: stamps[indices])
+    old_chunk = risk_metrics.CHUNK_BARS
+    risk_metrics.CHUNK_BARS = chunk
+    try:
+        expected = risk_metrics.risk_summary(equity, stamps, interval)
+        assert repr(risk_metrics.risk_summary(equity, lambda: lazy, interval)) == repr(expected)
+        assert repr(risk_metrics.risk_summary(equity, lazy, interval)) == repr(expected)
+    finally:
+        risk_metrics.CHUNK_BARS = old_chunk
+
+
+def test_lazy_stamps_index_like_an_array():
+    from backtrader_leverage.analyzers.risk_metrics import LazyStamps
+    stamps = np.arange(10.0) * 60.0
+    lazy = LazyStamps(10, lambda indices: stamps[indices])
+    assert lazy[3] == 180.0 and lazy[-1] == 540.0 and lazy.size == len(lazy) == 10
+    assert lazy[2:5].tolist() == [120.0, 180.0, 240.0]
+    assert lazy[np.array([0, 9, -2])].tolist() == [0.0, 540.0, 480.0]
+    assert lazy.prefix(4)[-1] == 180.0
+    with pytest.raises(IndexError):
+        lazy[10]
