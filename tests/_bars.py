@@ -96,3 +96,21 @@ class Recorder(bt.Strategy):
 
     def act(self, bar):  # pragma: no cover - overridden
         pass
+
+
+class Reversals(bt.Strategy):
+    """SMA(10)/SMA(30) crosses on every feed: long or short ``exposure`` / feeds of the value
+    each (order_target_percent), reversing at each cross."""
+    params = (("exposure", 9.0),)
+
+    def __init__(self):
+        self.crosses = [bt.ind.CrossOver(bt.ind.SMA(data, period=10), bt.ind.SMA(data, period=30))
+                        for data in self.datas]
+
+    def next(self):
+        share = self.p.exposure / len(self.datas)
+        for data, cross in zip(self.datas, self.crosses):
+            if cross[0] > 0:
+                self.order_target_percent(data=data, target=share)
+            elif cross[0] < 0:
+                self.order_target_percent(data=data, target=-share)

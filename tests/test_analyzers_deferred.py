@@ -15,22 +15,11 @@ from backtrader_leverage.analyzers import MarginAnalyzer
 from backtrader_leverage.broker import MarginBroker
 from backtrader_leverage.data import ArrayFeed, load_csv
 
+from _bars import Reversals
+
 
 class BarByBar(MarginAnalyzer):
     defer_measurement = False
-
-
-class Reversals(bt.Strategy):
-    def __init__(self):
-        self.crosses = [bt.ind.CrossOver(bt.ind.SMA(data, period=10), bt.ind.SMA(data, period=30))
-                        for data in self.datas]
-
-    def next(self):
-        for data, cross in zip(self.datas, self.crosses):
-            if cross[0] > 0:
-                self.order_target_percent(data=data, target=9.0 / len(self.datas))
-            elif cross[0] < 0:
-                self.order_target_percent(data=data, target=-9.0 / len(self.datas))
 
 
 def _frames(shared_data, symbols):

@@ -21,18 +21,7 @@ from backtrader_leverage.analyzers._common import median_of_counts
 from backtrader_leverage.broker import MarginBroker
 from backtrader_leverage.data import ArrayFeed, load_csv
 
-
-class Reversals(bt.Strategy):
-    def __init__(self):
-        self.crosses = [bt.ind.CrossOver(bt.ind.SMA(data, period=10), bt.ind.SMA(data, period=30))
-                        for data in self.datas]
-
-    def next(self):
-        for data, cross in zip(self.datas, self.crosses):
-            if cross[0] > 0:
-                self.order_target_percent(data=data, target=4.0)
-            elif cross[0] < 0:
-                self.order_target_percent(data=data, target=-4.0)
+from _bars import Reversals
 
 
 def _run(shared_data, broker_class):
@@ -47,7 +36,7 @@ def _run(shared_data, broker_class):
     else:
         cerebro.broker = bt.brokers.BackBroker(cash=10_000)
     cerebro.broker.setcommission(commission=0.0004)
-    cerebro.addstrategy(Reversals)
+    cerebro.addstrategy(Reversals, exposure=8.0)     # 4x the value on each feed
     for name, analyzer in (("liq", LiquidationAnalyzer), ("margin", MarginAnalyzer),
                            ("neg", NegativeBalanceAnalyzer), ("risk", RiskAnalyzer)):
         cerebro.addanalyzer(analyzer, _name=name)

@@ -9,7 +9,6 @@ for bit (compared through ``repr``, which tells 0.0 from -0.0 and np.float64 fro
 import contextlib
 import math
 import tracemalloc
-from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
@@ -29,212 +28,14 @@ DAY = 86_400.0
 T0 = 1_600_000_000.0 - (1_600_000_000.0 % DAY)  # 2020-09-13 00:00 UTC, a day boundary
 START = 10_000.0
 
-# -- the reference: risk_summary at 17fc8b8 and what it called ------------------------
-
-SECONDS_PER_DAY = 86_400.0
-DAYS_PER_YEAR = 365.0
-SECONDS_PER_YEAR = DAYS_PER_YEAR * SECONDS_PER_DAY
-VAR_CUTOFFS = {"95": 0.05, "99": 0.01}
-DEFAULT_RUIN_THRESHOLD = 0.10
-NOISE_DRAWDOWN = 1e-8
-_EPOCH = datetime(1970, 1, 1)
-
-
-def finite_or_none(value) -> float | None:
-    """``float(value)``, or ``None`` when it is None, NaN or infinite."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def iso_utc(seconds: float | None) -> str | None:
-    """POSIX seconds -> naive-UTC ISO-8601 string (``'2020-03-12T10:00:00'``)."""
-    if seconds is None or not math.isfinite(seconds):
-        return None
-    return (_EPOCH + timedelta(seconds=round(float(seconds), 6))).isoformat()
-
-
-def periods_per_year(interval: float | None) -> float | None:
-    """365 days / ``interval`` (seconds); ``None`` when the interval is unknown."""
-    if interval is None or interval <= 0:
-        return None
-    return SECONDS_PER_YEAR / interval
-
-
-def truncate_at_ruin(equity) -> tuple[np.ndarray, int | None]:
-    """Cut the equity curve at its first observation <= 0 (index >= 1)."""
-    curve = np.array(equity, dtype=float)
-    hits = np.flatnonzero(curve[1:] <= 0.0)
-    if hits.size == 0:
-        return curve, None
-    ruin_index = int(hits[0]) + 1
-    curve = curve[: ruin_index + 1]
-    curve[ruin_index] = 0.0
-    return curve, ruin_index
-
-
-def simple_returns(equity) -> np.ndarray:
-    """Bar returns ``equity[i] / equity[i-1] - 1`` (length ``len(equity) - 1``)."""
-    curve = np.asarray(equity, dtype=float)
-    if curve.size < 2:
-        return np.empty(0)
-    returns = curve[1:] / curve[:-1]
-    returns -= 1.0      # in place: no second array of the curve's length
-    return returns
-
-
-def _clipped_at_zero(values) -> np.ndarray:
-    """``np.maximum(values, 0.0)``; the float array itself (no copy) when nothing is below 0."""
-    curve = np.asarray(values, dtype=float)
-    return np.maximum(curve, 0.0) if (curve < 0.0).any() else curve
-
-
-def _drawdown_of_clipped(curve: np.ndarray) -> np.ndarray:
-    """:func:`drawdown_series` of a curve already clipped at 0."""
-    drawdown = np.maximum.accumulate(curve)     # the running peak, overwritten below
-    no_peak = ~(drawdown > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        np.divide(curve, drawdown, out=drawdown)
-    np.subtract(1.0, drawdown, out=drawdown)
-    drawdown[no_peak] = 0.0
-    return drawdown
-
-
-def max_drawdown_details(equity) -> dict:
-    """Deepest drawdown of ``equity`` and where it happened (indices)."""
-    curve = _clipped_at_zero(equity)
-    empty = {"max_drawdown": 0.0, "peak_index": None, "trough_index": None,
-             "recovery_index": None}
-    if curve.size < 2:
-        return empty
-    drawdown = _drawdown_of_clipped(curve)
-    trough = int(np.argmax(drawdown))
-    depth = float(drawdown[trough])
-    del drawdown
-    if depth <= 0.0:
-        return empty
-    peak_value = float(np.max(curve[: trough + 1]))
-    # the last observation at the peak, the first back at it: argmax of a boolean mask
-    # (its first True) rather than flatnonzero, whose index array can be 8 B a bar
-    peak = trough - int(np.argmax(curve[trough::-1] == peak_value))
-    recovered = curve[trough + 1:] >= peak_value
-    recovery = int(np.argmax(recovered)) + trough + 1 if recovered.any() else None
-    return {"max_drawdown": depth, "peak_index": peak, "trough_index": trough,
-            "recovery_index": recovery}
-
-
-def longest_under_water(equity, times, end_time: float | None = None) -> float:
-    """Longest time in seconds from a peak to the recovery of that peak."""
-    curve = _clipped_at_zero(equity)
-    stamps = np.asarray(times, dtype=float)
-    if curve.size < 2:
-        return 0.0
-    if end_time is None:
-        end_time = float(stamps[-1])
-    size = curve.size
-    under = curve < np.maximum.accumulate(curve)
-    del curve
-    longest = 0.0
-    # each run of consecutive under-water observations [first, last]: the edges of the
-    # 0/1 flags padded with a 0 at each end, kept in int8 (1 B a bar, not int64's 8)
-    flags = np.zeros(size + 2, dtype=np.int8)
-    flags[1:-1] = under
-    del under
-    edges = np.diff(flags)
-    for first, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
-        started = stamps[first - 1]  # the peak observation (under[0] is always False)
-        ended = stamps[stop] if stop < size else end_time
-        longest = max(longest, float(ended - started))
-    return longest
-
-
-def annual_volatility(returns, periods: float | None) -> float | None:
-    """Sample std of ``returns`` (ddof=1) x sqrt(periods per year); None if < 2."""
-    values = np.asarray(returns, dtype=float)
-    if values.size < 2 or periods is None:
-        return None
-    return finite_or_none(_std(values) * math.sqrt(periods))
-
-
-def sharpe_ratio(returns, periods: float | None) -> float | None:
-    """Annualised Sharpe ratio, risk-free 0. None if < 2 returns or zero deviation."""
-    values = np.asarray(returns, dtype=float)
-    if values.size < 2 or periods is None:
-        return None
-    std = _std(values)
-    if std == 0.0:
-        return None
-    return finite_or_none(float(np.mean(values)) / std * math.sqrt(periods))
-
-
-def sortino_ratio(returns, periods: float | None) -> float | None:
-    """Annualised Sortino ratio (target 0). None if < 2 returns or no downside."""
-    values = np.asarray(returns, dtype=float)
-    if values.size < 2 or periods is None:
-        return None
-    losses = np.minimum(values, 0.0)
-    losses *= losses            # squared in place (x ** 2 is x * x)
-    downside = math.sqrt(float(np.mean(losses)))
-    if downside == 0.0:
-        return None
-    return finite_or_none(float(np.mean(values)) * periods / (downside * math.sqrt(periods)))
-
-
-def cagr(start_value: float, end_value: float, years: float | None) -> float | None:
-    """Compound annual growth rate; -1 when ``end_value`` <= 0."""
-    if years is None or years <= 0 or start_value <= 0:
-        return None
-    if end_value <= 0:
-        return -1.0
-    try:
-        return finite_or_none((end_value / start_value) ** (1.0 / years) - 1.0)
-    except OverflowError:
-        return None
-
-
-def calmar_ratio(growth: float | None, max_drawdown: float) -> float | None:
-    """CAGR / max drawdown (positive fraction); None when either is undefined or 0."""
-    if growth is None or not max_drawdown or max_drawdown <= NOISE_DRAWDOWN:
-        return None
-    return finite_or_none(growth / max_drawdown)
-
-
-def daily_returns(equity, times, interval: float | None) -> np.ndarray:
-    """Returns of the equity resampled to the last value of each UTC day."""
-    curve = np.asarray(equity, dtype=float)
-    stamps = np.asarray(times, dtype=float)
-    if curve.size < 2:
-        return np.empty(0)
-    if interval is None or interval >= SECONDS_PER_DAY:
-        return simple_returns(curve)
-    days = stamps[1:] / SECONDS_PER_DAY
-    np.floor(days, out=days)
-    # bar i is its day's last when days[i + 1] - days[i] != 0 (the last bar always is).
-    # For floats, x - y != 0 is x != y except for two equal infinities (inf - inf is
-    # NaN): the isinf term keeps that case. A mask, not np.diff's array: 7 B a bar less.
-    new_day = days[1:] != days[:-1]
-    new_day |= np.isinf(days[1:])
-    last_of_day = np.append(np.flatnonzero(new_day), days.size - 1)
-    daily = np.concatenate((curve[:1], curve[1:][last_of_day]))
-    return simple_returns(daily)
-
-
-def value_at_risk(returns, cutoff: float) -> float | None:
-    """Historical VaR: the ``cutoff`` percentile of ``returns`` (a return)."""
-    values = np.asarray(returns, dtype=float)
-    if values.size == 0:
-        return None
-    return finite_or_none(np.percentile(values, 100.0 * cutoff))
-
-
-def conditional_value_at_risk(returns, cutoff: float) -> float | None:
-    """Historical CVaR: mean of the ``floor((n-1)*cutoff) + 1`` lowest returns."""
-    values = np.sort(np.asarray(returns, dtype=float))
-    if values.size == 0:
-        return None
-    tail = int((values.size - 1) * cutoff) + 1
-    return finite_or_none(np.mean(values[:tail]))
+# -- the reference: risk_summary at 17fc8b8 ------------------------------------------
+# The functions it called are unchanged since then (and tested on their own in
+# test_risk_metrics.py); only the way risk_summary put them together is copied here.
+from backtrader_leverage.analyzers.risk_metrics import (  # noqa: E402
+    DEFAULT_RUIN_THRESHOLD, SECONDS_PER_YEAR, VAR_CUTOFFS, _stamp, annual_volatility, cagr,
+    calmar_ratio, conditional_value_at_risk, daily_returns, finite_or_none,
+    longest_under_water, max_drawdown_details, periods_per_year, sharpe_ratio,
+    simple_returns, sortino_ratio, truncate_at_ruin, value_at_risk)
 
 
 def risk_summary(equity, times, interval: float | None,
@@ -304,17 +105,6 @@ def risk_summary(equity, times, interval: float | None,
         summary["var_" + suffix] = value_at_risk(daily, cutoff)
         summary["cvar_" + suffix] = conditional_value_at_risk(daily, cutoff)
     return summary
-
-
-def _std(values: np.ndarray) -> float:
-    """Sample std (ddof=1), exactly 0 when every value is equal (no float residue)."""
-    if np.all(values == values[0]):
-        return 0.0
-    return float(np.std(values, ddof=1))
-
-
-def _stamp(stamps: np.ndarray, index: int | None) -> str | None:
-    return None if index is None else iso_utc(float(stamps[index]))
 
 
 reference_summary = risk_summary    # the copy above, by a name that says what it is
