@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import array
 import math
+from collections.abc import Sized
 
 import numpy as np
 
@@ -118,9 +119,12 @@ class MarginAnalyzer(BarClockAnalyzer):
         # isolated MarginBroker, trade-price feeds in unbounded buffers: measured at stop()
         deferrable = self.defer_measurement and self._has_margin_api and \
             hasattr(broker, "margin_figures") and \
-            isinstance(getattr(broker, "ledger", None), list) and \
+            isinstance(getattr(broker, "ledger", None), Sized) and \
             getattr(getattr(broker, "p", None), "margin_mode", None) == "isolated"
         self._ledger = broker.ledger if deferrable else None
+        # len(ledger), called every bar: MarginBroker's Ledger hands out a builtin for it
+        self._ledger_size = getattr(self._ledger, "length", None) or \
+            (self._ledger.__len__ if deferrable else None)
         self._deferred = {}
         for position, (data, name, _length, low_line, high_line, _r, _d) in enumerate(self._feeds):
             if deferrable and id(data) not in self._marked and all(
@@ -150,7 +154,7 @@ class MarginAnalyzer(BarClockAnalyzer):
             self._new_liquidations()
         deferred_feeds = self._deferred
         if deferred_feeds:
-            self._ledger_length = len(self._ledger)   # what _quiet_bar compares next bar
+            self._ledger_length = self._ledger_size()   # what _quiet_bar compares next bar
         for data, name, length_line, low_line, high_line, ratios, distances in self._feeds:
             deferred = deferred_feeds.get(name) if deferred_feeds else None
             if deferred is not None and self._defer_bar(deferred, data, name, liquidated,
@@ -176,7 +180,7 @@ class MarginAnalyzer(BarClockAnalyzer):
         """The tape hook while every feed is deferred; the usual bar: nothing moved (no
         ledger entry, liquidation or opened trade) and every feed's buffer index went on
         by one, so each run goes on. Else ``_record_bar``."""
-        if not self._all_deferred or len(self._ledger) != self._ledger_length or \
+        if not self._all_deferred or self._ledger_size() != self._ledger_length or \
                 self._opened_now or len(self._records) != self._seen_records:
             return self._record_bar(clock, value, notional)
         lines = self._deferred_lines
@@ -215,7 +219,7 @@ class MarginAnalyzer(BarClockAnalyzer):
         else:
             position = self._getposition(data)
             size = position.size
-            state = (size, position.price, len(self._ledger)) if size else None
+            state = (size, position.price, self._ledger_size()) if size else None
         # a liquidation is a one-bar run: the next bar looks again
         deferred.recheck = state is not None and state[0] == "liquidated"
         if state != deferred.state:

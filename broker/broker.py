@@ -66,7 +66,7 @@ import backtrader as bt
 from backtrader.order import BuyOrder, Order, SellOrder
 
 from . import margin as mm
-from .events import CashFlow, FundingPayment, LiquidationEvent, NegativeBalanceEpisode
+from .events import FundingPayment, Ledger, LiquidationEvent, NegativeBalanceEpisode
 from .perpetual import (FundingWarning, MarkBar, MarkPriceWarning, MarkSource,
                         day_number_to_seconds, resolve_funding)
 
@@ -285,7 +285,8 @@ class MarginBroker(bt.brokers.BackBroker):
     Public state: ``liquidations`` (list of ``LiquidationEvent``),
     ``negative_balance_episodes``, ``insurance_fund`` (quote currency:
     clearance fees received minus deficits absorbed), ``ledger`` (every
-    wallet movement as a ``CashFlow``), ``funding_payments`` (every funding
+    wallet movement as a ``CashFlow``, in a read-only sequence:
+    ``events.Ledger``), ``funding_payments`` (every funding
     payment as a ``FundingPayment``).
     """
     params = (
@@ -344,7 +345,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self.liquidations = []
         self.negative_balance_episodes = []
         self.insurance_fund = 0.0
-        self.ledger = []
+        self.ledger = Ledger()
         self.funding_payments = []
         self._mark_now = {}
         self._warned = set()
@@ -721,7 +722,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 dt = cached[1] if cached is not None and cached[0] == line.array[line._idx] \
                     else self._feed_datetime(data, state)
             name = data._name or state.name or self._feed_name(data)
-        self.ledger.append(CashFlow(dt, name, reason, amount, self.cash))
+        self.ledger.record(dt, name, reason, amount, self.cash)
         episodes = self.negative_balance_episodes
         # the usual flow: wallet positive, no episode open
         if self.cash < 0 or (episodes and episodes[-1].end is None):

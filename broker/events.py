@@ -5,6 +5,8 @@ Small dataclasses with a unit per field; ``to_dict()`` gives JSON-ready data
 """
 from __future__ import annotations
 
+import array
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Optional
@@ -93,6 +95,75 @@ class CashFlow:
     def to_dict(self) -> dict:
         """The flow as plain JSON-ready data."""
         return _json_ready(self)
+
+
+class Ledger(Sequence):
+    """Every wallet movement, in order: a read-only sequence of :class:`CashFlow`.
+
+    ``len``, indexing, slices (a list), iteration and ``==`` with a list of
+    flows work as on a list; each item is made when it is read, equal to the
+    flow recorded. The flows are kept by column (the amounts and balances as
+    float64, the bar time, feed and reason as references to shared objects):
+    ~45 B a flow, where a ``CashFlow`` object with its two floats was ~150 B;
+    five flows a round trip made the list ~10 B a bar of peak memory in the
+    always-in-the-market benchmark of issue 15.
+    """
+
+    __slots__ = ("_dts", "_data", "_reasons", "_amounts", "_balances", "length")
+
+    def __init__(self, flows=()):
+        self._dts, self._data, self._reasons = [], [], []
+        self._amounts, self._balances = array.array("d"), array.array("d")
+        #: ``len(ledger)`` as a bound builtin: what a per-bar check calls (no Python frame)
+        self.length = self._reasons.__len__
+        for flow in flows:
+            self.append(flow)
+
+    def record(self, dt: Optional[datetime], data: Optional[str], reason: str, amount: float,
+               balance: float) -> None:
+        """Append one flow (the fields of :class:`CashFlow`)."""
+        self._dts.append(dt)
+        self._data.append(data)
+        self._reasons.append(reason)
+        self._amounts.append(amount)
+        self._balances.append(balance)
+
+    def append(self, flow: "CashFlow") -> None:
+        """Append a :class:`CashFlow`."""
+        self.record(flow.dt, flow.data, flow.reason, flow.amount, flow.balance)
+
+    def __len__(self) -> int:
+        return len(self._reasons)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self._flow(i) for i in range(*index.indices(len(self)))]
+        count = len(self)
+        if index < 0:
+            index += count
+        if not 0 <= index < count:
+            raise IndexError("ledger index out of range")
+        return self._flow(index)
+
+    def _flow(self, i: int) -> "CashFlow":
+        return CashFlow(self._dts[i], self._data[i], self._reasons[i], self._amounts[i],
+                        self._balances[i])
+
+    def __iter__(self):
+        return map(CashFlow, self._dts, self._data, self._reasons, self._amounts, self._balances)
+
+    def __reversed__(self):
+        return (self._flow(i) for i in range(len(self) - 1, -1, -1))
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, (Ledger, list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None     # mutable, as a list
+
+    def __repr__(self) -> str:
+        return f"Ledger({list(self)!r})"
 
 
 @dataclass(frozen=True, slots=True)  # one per position and funding time: slots save ~48 B each
