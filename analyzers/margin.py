@@ -226,7 +226,7 @@ class MarginAnalyzer(BarClockAnalyzer):
             deferred.state = state
             deferred.start(bar, state, data, self._margin_figures, low_line)
         if name in self._opened_now:
-            deferred.opened_bars.add(bar)
+            deferred.note_opened(bar)
         deferred.last_bar = bar
         return True
 
@@ -263,21 +263,20 @@ class MarginAnalyzer(BarClockAnalyzer):
             return
         feed = self._feeds[deferred.position]
         tiers = self.strategy.broker.tiers_for(feed[0])
-        run_starts = np.array([run[0] for run in deferred.runs], dtype=np.int64)
         first_level = self._all_levels[0] if self._all_levels else math.inf
         previous_side = self._previous_side[name]   # before the replay below changes it
         opened_now = self._opened_now
         for first in range(0, bars, _CHUNK_BARS):
             stop = min(bars, first + _CHUNK_BARS)
-            ratio, distance, side = deferred.figures(first, stop, feed, tiers, run_starts)
+            ratio, distance, side = deferred.figures(first, stop, feed, tiers)
             if replay:
                 previous = np.concatenate(([previous_side], side[:-1]))
                 previous_side = side[-1]
                 candidates = np.flatnonzero((ratio >= first_level) | (side != previous)) + first
-                bars_to_replay = sorted(set(candidates.tolist()) | {
-                    bar for bar in deferred.opened_bars if first <= bar < stop})
+                opened = deferred.opened_between(first, stop)
+                bars_to_replay = sorted(set(candidates.tolist()) | opened)
                 for bar in bars_to_replay:
-                    self._opened_now = {name} if bar in deferred.opened_bars else set()
+                    self._opened_now = {name} if bar in opened else set()
                     self._margin_calls(name, int(side[bar - first]), float(ratio[bar - first]),
                                        float(self.bar_clocks()[bar]), bar)
                 self._opened_now = opened_now
@@ -496,82 +495,119 @@ def _pick(per_data: dict, key: str, choose) -> str | None:
 _CHUNK_BARS = 1 << 13
 
 
+#: kinds of a deferred feed's run
+_FLAT, _LIQUIDATED, _OPEN = 0, 1, 2
+
+
+def _view(values: array.array, dtype) -> np.ndarray:
+    """An array.array as a numpy view (empty without touching the buffer when it is empty)."""
+    return np.frombuffer(values, dtype=dtype) if len(values) else np.empty(0, dtype=dtype)
+
+
 class _DeferredFeed:
     """A feed's position states as runs of bars; per-bar margin figures come at stop().
 
-    A run starts at ``starts[i]`` with kind 'open' (side, size, entry price,
+    A run starts at bar ``starts[i]`` with a kind: open (size, entry price,
     isolated margin, liquidation price, buffer index of the low/high lines at
-    that bar), 'liquidated' (the one bar a liquidation was recorded) or 'none'
-    (flat, or the feed not started): the same figures bar by bar as
-    ``MarginAnalyzer._measure`` gives, computed with numpy.
+    that bar), liquidated (the one bar a liquidation was recorded) or flat
+    (or the feed not started): the same figures bar by bar as
+    ``MarginAnalyzer._measure`` gives, computed with numpy. The runs are kept
+    by column (array.array): ~50 B a run, where a tuple of seven with its
+    float objects was ~290 B (a run every fill and funding payment).
     """
 
-    __slots__ = ("position", "state", "next_index", "last_bar", "runs", "opened_bars",
-                 "recheck")
+    __slots__ = ("position", "state", "next_index", "last_bar", "starts", "kinds", "sizes",
+                 "entries", "margins", "liquidations", "indices", "opened_bars", "recheck")
 
     def __init__(self, position: int):
         self.position = position        # the feed's place in the strategy's datas
         self.state = ()                 # the current run's key (() = none yet)
         self.next_index = None          # the low line's buffer index expected next bar
         self.last_bar = -1
-        self.runs = []                  # (start bar, kind, size, entry, margin, liq, index)
-        self.opened_bars = set()        # bars on which a trade of the feed opened
+        self.starts = array.array("q")          # first bar of each run
+        self.kinds = array.array("b")           # _FLAT, _LIQUIDATED or _OPEN
+        self.sizes = array.array("d")           # signed base units (open runs; else 0)
+        self.entries = array.array("d")         # entry price, quote per base
+        self.margins = array.array("d")         # isolated margin, quote
+        self.liquidations = array.array("d")    # liquidation price (NaN: none)
+        self.indices = array.array("q")         # low/high buffer index at the run's first bar
+        self.opened_bars = array.array("q")     # bars on which a trade of the feed opened
         self.recheck = True             # False: the state holds until something moves
 
     def start(self, bar, state, data, margin_figures, low_line) -> None:
         """Open a run at ``bar`` for ``state`` (see ``MarginAnalyzer._defer_bar``)."""
-        if state is None:
-            self.runs.append((bar, "none", 0.0, 0.0, 0.0, math.nan, 0))
-        elif state[0] == "liquidated":
-            self.runs.append((bar, "liquidated", 0.0, 0.0, 0.0, math.nan, 0))
+        if state is None or state[0] == "liquidated":
+            kind, size, entry, margin, liquidation, index = \
+                _FLAT if state is None else _LIQUIDATED, 0.0, 0.0, 0.0, math.nan, 0
         else:
             size, entry, _ledger_length = state
             extreme = low_line.array[low_line._idx]
             margin, _maintenance, liquidation = margin_figures(data, extreme)
-            self.runs.append((bar, "open", size, entry, margin,
-                              math.nan if liquidation is None else liquidation, low_line._idx))
+            kind, index = _OPEN, low_line._idx
+            liquidation = math.nan if liquidation is None else liquidation
+        self.starts.append(bar)
+        self.kinds.append(kind)
+        self.sizes.append(size)
+        self.entries.append(entry)
+        self.margins.append(margin)
+        self.liquidations.append(liquidation)
+        self.indices.append(index)
 
-    def figures(self, first: int, stop: int, feed, tiers, run_starts: np.ndarray
+    def note_opened(self, bar: int) -> None:
+        """A trade of the feed opened on ``bar`` (bars come in increasing order)."""
+        opened = self.opened_bars
+        if not opened or opened[-1] != bar:
+            opened.append(bar)
+
+    def opened_between(self, first: int, stop: int) -> set:
+        """The bars in [first, stop) on which a trade of the feed opened."""
+        opened = _view(self.opened_bars, np.int64)
+        return set(opened[(opened >= first) & (opened < stop)].tolist())
+
+    def figures(self, first: int, stop: int, feed, tiers
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(margin ratio, distance, side) per bar for bars [``first``, ``stop``): float,
-        float, int; ``run_starts``: the start bar of each of ``self.runs``."""
+        float, int."""
         _data, _name, _length, low_line, high_line, _r, _d = feed
         count = stop - first
         ratio = np.full(count, math.nan)
         distance = np.full(count, math.nan)
         side = np.zeros(count, dtype=np.int64)
         # the runs that cover these bars: the last one begun by ``first``, up to ``stop``
+        run_starts = _view(self.starts, np.int64)
         lowest = max(int(np.searchsorted(run_starts, first, side="right")) - 1, 0)
-        runs = self.runs[lowest:int(np.searchsorted(run_starts, stop, side="left"))]
-        if not runs:
+        highest = int(np.searchsorted(run_starts, stop, side="left"))
+        if highest <= lowest:
             return ratio, distance, side
-        starts = run_starts[lowest:lowest + len(runs)]
+        starts = run_starts[lowest:highest]
         lengths = np.diff(np.append(np.maximum(starts - first, 0), count))
-        run_of_bar = np.repeat(np.arange(len(runs)), lengths)
-        kinds = np.array([run[1] for run in runs])          # one per run, then per bar
-        liquidated = (kinds == "liquidated")[run_of_bar]
+        run_of_bar = np.repeat(np.arange(highest - lowest), lengths)
+        kinds = _view(self.kinds, np.int8)[lowest:highest]      # one per run, then per bar
+        liquidated = (kinds == _LIQUIDATED)[run_of_bar]
         ratio[liquidated] = 1.0
         distance[liquidated] = 0.0
-        open_bars = np.flatnonzero((kinds == "open")[run_of_bar])   # from ``first``
+        open_bars = np.flatnonzero((kinds == _OPEN)[run_of_bar])   # from ``first``
         if not open_bars.size:
             return ratio, distance, side
         of_run = run_of_bar[open_bars]
 
-        def column(field):
-            return np.array([run[field] for run in runs], dtype=np.float64)[of_run]
+        def column(values):
+            return _view(values, np.float64)[lowest:highest][of_run]
 
-        size = column(2)
+        size = column(self.sizes)
         sign = np.where(size > 0, 1, -1)
         # the buffer index of each bar: the run's first index + bars since the run began
-        index = np.array([run[6] for run in runs], dtype=np.int64)[of_run] + \
+        index = _view(self.indices, np.int64)[lowest:highest][of_run] + \
             (open_bars + first - starts[of_run])
         lows = np.frombuffer(low_line.array, dtype=np.float64)
         highs = np.frombuffer(high_line.array, dtype=np.float64)
         extremes = np.where(sign > 0, lows[index], highs[index])
         ratio[open_bars], distance[open_bars] = _ratio_and_distance(
-            sign, size, column(3), column(4), column(5), extremes, tiers)
+            sign, size, column(self.entries), column(self.margins),
+            column(self.liquidations), extremes, tiers)
         side[open_bars] = sign
         return ratio, distance, side
+
 
 def _ratio_and_distance(side, size, entry_price, margin, liquidation_price, extremes, tiers):
     """``MarginAnalyzer._measure`` on arrays, one value per bar of an open position.
