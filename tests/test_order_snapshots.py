@@ -70,3 +70,14 @@ def test_snapshot_containers_are_a_list_and_an_empty_tuple():
     # each order filled once: its one bit, shared by the order's three snapshots
     assert [len(s.executed.exbits) for s in completed] == [1, 1, 1]
     assert [s.executed.exbits[0].size for s in completed] == [2.0, -3.0, 1.0]
+
+
+def test_snapshots_without_a_fill_between_share_their_executed_data():
+    strategy = _run(MarginBroker(cash=10_000.0, leverage=1.0))
+    by_order = {}
+    for snapshot in strategy.snapshots:
+        by_order.setdefault(snapshot.ref, []).append(snapshot)
+    for submitted, accepted, completed in by_order.values():
+        assert accepted.executed is submitted.executed         # nothing filled between
+        assert completed.executed is not accepted.executed     # the fill: a snapshot of its own
+        assert accepted.executed.size == 0 and completed.executed.size != 0
