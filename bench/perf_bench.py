@@ -422,7 +422,8 @@ def row_rss(args, log):
     value = f"{growth['stack']:.2f} vs {growth['plain']:.2f} KiB"
     return Row("rss", f"peak RSS growth per bar, stack vs plain ({args.small_bars // 1000}k -> "
                f"{args.rss_bars // 1000}k one-minute bars)", value, TARGETS["rss"],
-               "ru_maxrss differences; one-minute bars are SYNTHETIC")
+               f"ru_maxrss differences: {growth['stack'] * 1024:.0f} vs "
+               f"{growth['plain'] * 1024:.0f} B a bar; one-minute bars are SYNTHETIC")
 
 
 def row_big(args, log):

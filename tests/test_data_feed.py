@@ -144,3 +144,52 @@ def test_feed_rejects_unsorted_frames(hourly):
     from backtrader_leverage.data import DataError
     with pytest.raises(DataError, match="strictly increasing"):
         ArrayFeed(dataname=hourly.iloc[::-1])
+
+
+def _preloaded_lines(feed):
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(feed)
+
+    class Keep(bt.Strategy):
+        def stop(self):
+            self.lines_seen = {alias: list(getattr(self.data.lines, alias).array)
+                               for alias in self.data.lines.getlinealiases()}
+
+    cerebro.addstrategy(Keep)
+    return cerebro.run()[0].lines_seen
+
+
+def test_preload_in_small_chunks_gives_the_same_lines(hourly, monkeypatch):
+    # the day numbers are made a chunk at a time (chunks of 7 rows here) straight into the
+    # line; fromdate/todate cut rows 500..2500 as np.searchsorted on every row's number did
+    from backtrader_leverage.data import feed as feed_module
+    window = dict(fromdate=hourly.index[500].to_pydatetime().replace(tzinfo=None),
+                  todate=hourly.index[2500].to_pydatetime().replace(tzinfo=None))
+    expected_numbers = bt_date_numbers(hourly.index)[500:2501]
+    whole = _preloaded_lines(ArrayFeed(dataname=hourly, **window))
+    monkeypatch.setattr(feed_module, "_DAY_NUMBER_CHUNK", 7)
+    chunked = _preloaded_lines(ArrayFeed(dataname=hourly, **window))
+    assert chunked == whole
+    assert np.array_equal(chunked["datetime"], expected_numbers)
+    assert chunked["close"] == hourly["close"].iloc[500:2501].tolist()
+    assert chunked["openinterest"] == [0.0] * 2001      # the frame has none: zeros
+
+
+def test_checks_in_chunks_report_the_whole_frames_first_offence(hourly, monkeypatch):
+    from backtrader_leverage.data import DataError
+    from backtrader_leverage.data import feed as feed_module
+    from backtrader_leverage.data.validate import validate_ohlcv
+    bad = hourly.copy()
+    bad.iloc[3, bad.columns.get_loc("high")] = np.inf     # chunk 1: an infinite high
+    bad.iloc[12, bad.columns.get_loc("close")] = np.nan   # chunk 3: a NaN (reported first)
+    with pytest.raises(DataError) as whole:
+        validate_ohlcv(bad, "ArrayFeed")
+    monkeypatch.setattr(feed_module, "_VALIDATE_CHUNK", 5)
+    with pytest.raises(DataError) as chunked:
+        ArrayFeed(dataname=bad)
+    assert str(chunked.value) == str(whole.value) and "NaN in column 'close'" in str(whole.value)
+    # a step back between two chunks (rows 9 and 10) is seen as well
+    swapped = hourly.index.tolist()
+    swapped[9], swapped[10] = swapped[10], swapped[9]
+    with pytest.raises(DataError, match="strictly increasing"):
+        ArrayFeed(dataname=hourly.set_axis(pd.DatetimeIndex(swapped)))
