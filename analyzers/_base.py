@@ -417,7 +417,7 @@ class BarTape:
             return cached
         count, exposed, highest = 0, 0, None
         for first, stop in self.chunks():
-            leverage, notional = self._leverage_chunk(first, stop)
+            leverage, notional = self.leverage_chunk(first, stop)
             exposed += int(np.count_nonzero(notional > 0.0))
             finite = leverage[np.isfinite(leverage)]
             if finite.size:
@@ -434,13 +434,14 @@ class BarTape:
 
     def _finite_leverage_pieces(self):
         for first, stop in self.chunks():
-            leverage, _notional = self._leverage_chunk(first, stop)
+            leverage, _notional = self.leverage_chunk(first, stop)
             finite = leverage[np.isfinite(leverage)]
             if finite.size:
                 yield finite
 
-    def _leverage_chunk(self, first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """(notional / value, notional) of bars [first, stop); NaN where flat or value <= 0."""
+    def leverage_chunk(self, first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """(notional / value, notional) of bars [first, stop), new arrays: the effective
+        leverage, NaN where flat (notional 0) or the value is <= 0."""
         notional, value = self.notional_chunk(first, stop), self.value_chunk(first, stop)
         with np.errstate(all="ignore"):
             leverage = np.divide(notional, value)
@@ -628,7 +629,7 @@ class BarClockAnalyzer(bt.Analyzer):
         tape = self._tape
         if not tape.bars:
             return np.empty(0, dtype=np.float64)
-        return np.concatenate([tape._leverage_chunk(first, stop)[0]
+        return np.concatenate([tape.leverage_chunk(first, stop)[0]
                                for first, stop in tape.chunks()])
 
     def leverage_summary(self) -> dict:
