@@ -161,26 +161,25 @@ class ArrayFeed(bt.feed.DataBase):
         self._resolve_timeframe(frame)
         self._next_row = 0
         self._line_lists = None
-        self._made_columns = ("datetime",)      # arrays _columns() makes (not the frame's)
 
     def _day_number(self, row: int) -> float:
         """backtrader day number of row ``row`` (``bt_date_numbers`` of that one stamp)."""
         return float(bt_date_numbers(self.p.dataname.index[row:row + 1])[0])
 
     def _columns(self) -> dict[str, np.ndarray]:
-        """The float64 arrays per line alias; the ones the frame lacks are made when needed.
+        """The float64 arrays per line alias, for the per-bar ``_load``; the ones the frame
+        lacks are made at its first call.
 
         The price columns are views of the frame; the day numbers (and the
         zeros of an openinterest the frame has not) are arrays of their own
-        (8 B a bar each), dropped again after a bulk preload has copied them
-        into the lines: kept, the zeros alone were 16 MiB of peak memory at 2M bars.
+        (8 B a bar each). The bulk ``preload`` makes neither: it fills the lines
+        directly.
         """
         arrays = self._arrays
         if "datetime" not in arrays:
             arrays["datetime"] = bt_date_numbers(self.p.dataname.index)
         if "openinterest" not in arrays:
             arrays["openinterest"] = np.zeros(self._row_count, dtype=np.float64)
-            self._made_columns = ("datetime", "openinterest")
         return arrays
 
     def _resolve_timeframe(self, frame: pd.DataFrame) -> None:
