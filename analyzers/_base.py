@@ -28,7 +28,8 @@ import numpy as np
 from ._common import (bt_array_to_seconds, median_of_counts, no_op, seconds_to_datetime64,
                       skip_idle_bar_hooks)
 from .exact_sums import pairwise_sum
-from .risk_metrics import median_interval
+from .risk_metrics import LazyValues, median_interval
+from .value_runs import ValueRuns
 
 _TAPE_ATTRIBUTE = "_btlev_bar_tape"
 
@@ -174,6 +175,11 @@ def _iterate_analyzers_natively(strategy) -> None:
 
 #: bars a chunk when a summary walks a whole column at stop() (no full-length temporaries)
 CHUNK_BARS = 1 << 13
+#: bars the feeds hold from which a margin broker's value is kept as runs of its state
+#: (ValueRuns): below, the column is under 2 MiB, and storing a float a bar costs less
+#: time than checking each bar's value against the run (~2 us a bar on hourly bars,
+#: where funding starts a run every 8 bars)
+VALUE_RUNS_FROM_BARS = 1 << 18
 #: distinct bar spacings counted before the bar interval is taken from the whole column
 _MAX_DISTINCT_STEPS = 1 << 12
 
@@ -261,6 +267,7 @@ class BarTape:
         self.width = 1              # values a row: value (+ notional when stored)
         self.capacity = 0           # bars the rows were sized for at the first bar
         self.notional_runs = None   # NotionalRuns per feed, when notional is kept as runs
+        self.value_runs = None      # ValueRuns, when the value is kept as runs of the broker's state
         self.bars = 0
         self.cash = StepColumn()
         self._summaries = {}
@@ -291,12 +298,19 @@ class BarTape:
             self._feed_runs = [(data, length_line, close_line, runs) for
                                (data, length_line, close_line), runs in
                                zip(self.feeds, self.notional_runs)]
-            # sized once for the bars the feeds hold (a preloaded run's every bar): growing
-            # a value at a time, the buffer was moved again and again through the C heap,
-            # leaving the freed copies behind (~5 B a bar of peak RSS in the profile of
-            # issue 15); more bars than that append as before
-            self.capacity = max((data.buflen() for data in strategy.datas), default=0)
-            self.rows = array.array("d", self.rows) * (self.capacity + 1)
+            bars_held = max((data.buflen() for data in strategy.datas), default=0)
+            if self._backbroker is not None and hasattr(broker, "value_terms") and \
+                    bars_held >= VALUE_RUNS_FROM_BARS:
+                # a margin broker on a long run: the value is read back from runs of its state
+                self.value_runs = ValueRuns(broker, [(data, close_line) for
+                                                     data, _length, close_line in self.feeds])
+            else:
+                # sized once for the bars the feeds hold (a preloaded run's every bar):
+                # growing a value at a time, the buffer was moved again and again through
+                # the C heap, leaving the freed copies behind (~5 B a bar of peak RSS in the
+                # profile of issue 15); more bars than that append as before
+                self.capacity = bars_held
+                self.rows = array.array("d", self.rows) * (self.capacity + 1)
         else:
             self.width = 2
             self.rows.append(math.nan)      # under the start value: rows stay (value, notional)
@@ -328,19 +342,32 @@ class BarTape:
         return self.value_chunk(0, self.bars)
 
     def value_chunk(self, first: int, stop: int) -> np.ndarray:
-        """The value of bars [first, stop) (a view, strided when notional is stored)."""
+        """The value of bars [first, stop) (a view, strided when notional is stored; a new
+        array when the value is kept as runs)."""
+        if self.value_runs is not None:
+            stop = max(first, min(stop, self.bars))
+            return self.value_runs.values_at(np.arange(first, stop, dtype=np.int64))
         flat = self._filled_rows()
         width = self.width
         return flat[width * (first + 1):width * (stop + 1):width]
 
-    def equity_curve(self) -> np.ndarray:
+    def equity_curve(self):
         """The start value, then the value after each bar: contiguous (a read-only view,
-        pinning the buffer, when rows hold only values; else a copy)."""
+        pinning the buffer, when rows hold only values; else a copy), or, when the value
+        is kept as runs, a :class:`LazyValues` that makes the values where they are read."""
+        if self.value_runs is not None:
+            return LazyValues(self.bars + 1, self._equity_at)
         flat = self._filled_rows()
         if self.width != 1:
             return flat[::self.width].copy()
         flat.flags.writeable = False        # the tape's own buffer: read it, never write it
         return flat
+
+    def _equity_at(self, indices: np.ndarray) -> np.ndarray:
+        """Equity-curve entries at ``indices``: 0 the start value, i the value of bar i - 1."""
+        values = self.value_runs.values_at(np.maximum(indices - 1, 0))
+        values[indices == 0] = self.start_value
+        return values
 
     def notional_chunk(self, first: int, stop: int) -> np.ndarray:
         """Σ |size x close| of bars [first, stop), quote currency (a new array)."""
@@ -481,10 +508,14 @@ class BarTape:
         value = self._getvalue() if backbroker is None else backbroker._value
         bar = self.bars
         self.bars = bar + 1
-        if bar < self.capacity:
-            self.rows[bar + 1] = value
+        value_runs = self.value_runs
+        if value_runs is None:
+            if bar < self.capacity:
+                self.rows[bar + 1] = value
+            else:
+                self._append_row(value)
         else:
-            self._append_row(value)
+            value_runs.check(bar, value)
         if self.wants_cash:
             cash, steps = self._getcash() if backbroker is None else backbroker.cash, self.cash
             if cash is steps.last:           # StepColumn.append of an unchanged wallet, inlined

@@ -344,7 +344,7 @@ def risk_summary(equity, times, interval: float | None,
 
     Parameters
     ----------
-    equity : array of float, quote currency
+    equity : array of float, quote currency, or a :class:`LazyValues`
         Starting value, then the value after each bar (length bars + 1). Only read.
     times : array of float, POSIX seconds, or a function returning it
         Stamps of ``equity`` (``times[0]`` one interval before the first bar).
@@ -375,7 +375,7 @@ def risk_summary(equity, times, interval: float | None,
     length. The one exception is an interval of a day or more (or unknown): the daily
     returns are then the bar returns, one array of ``bars`` floats.
     """
-    full = np.asarray(equity, dtype=float)
+    full = equity if isinstance(equity, LazyValues) else np.asarray(equity, dtype=float)
     start_value = float(full[0])
     end_value = float(full[-1])
     bars = int(full.size - 1)
@@ -424,7 +424,7 @@ def risk_summary(equity, times, interval: float | None,
         "bankrupt_dt": _stamp(stamps, ruin_index),
         "start_value": start_value,
         "end_value": end_value,
-        "lowest_value": float(np.min(full)),    # a reduction: no temporary array
+        "lowest_value": float(full.min()),      # a reduction: no temporary array
         "bars": bars,
         "bar_interval": interval,
         "periods_per_year": periods,
@@ -441,9 +441,9 @@ def risk_summary(equity, times, interval: float | None,
 # truncate_at_ruin would return (same floats, same indices), reading ``equity`` itself.
 
 #: bars a chunk in risk_summary's passes: each holds a few float64 arrays of this length
-#: (128 KiB each), never one of the curve's. At least exact_sums.PAIRWISE_BLOCK (the
-#: pairwise sums' leaf).
-CHUNK_BARS = 1 << 14
+#: (32 KiB each; 16k bars held 2 MiB more at stop()), never one of the curve's. At least
+#: exact_sums.PAIRWISE_BLOCK (the pairwise sums' leaf).
+CHUNK_BARS = 1 << 12
 
 
 class _RuinedCurve:
@@ -708,22 +708,24 @@ def _std(values: np.ndarray) -> float:
     return float(np.std(values, ddof=1))
 
 
-class LazyStamps:
-    """The stamps of an equity curve (POSIX seconds), made only where they are read.
+class LazyValues:
+    """A float64 column of ``size`` entries, made only where it is read.
 
-    ``stamps_at(indices)`` returns the stamps at an int64 array of indices in
-    ``[0, size)``; :func:`risk_summary` reads them a chunk, or a few, at a time
-    (``stamps[i]``, ``stamps[a:b]``, ``stamps[index_array]``), so the caller
-    need not hold an array of every bar's stamp (8 B a bar at stop()).
+    ``values_at(indices)`` returns a new float64 array of the entries at an
+    int64 array of indices in ``[0, size)``. :func:`risk_summary` reads its
+    inputs a chunk, or a few entries, at a time (``column[i]``, ``column[a:b]``,
+    ``column[index_array]``, ``column.min()``), so the caller need not hold an
+    array of every bar (8 B a bar at stop()). ``np.asarray(column)`` makes
+    the whole column.
     """
 
-    def __init__(self, size: int, stamps_at):
+    def __init__(self, size: int, values_at):
         self.size = int(size)
-        self._stamps_at = stamps_at
+        self._values_at = values_at
 
-    def prefix(self, size: int) -> "LazyStamps":
-        """The first ``size`` stamps, still lazy."""
-        return LazyStamps(min(size, self.size), self._stamps_at)
+    def prefix(self, size: int):
+        """The first ``size`` entries, still lazy."""
+        return type(self)(min(size, self.size), self._values_at)
 
     def __len__(self) -> int:
         return self.size
@@ -731,19 +733,36 @@ class LazyStamps:
     def __getitem__(self, key):
         if isinstance(key, slice):
             start, stop, step = key.indices(self.size)
-            return self._stamps_at(np.arange(start, stop, step, dtype=np.int64))
+            return self._values_at(np.arange(start, stop, step, dtype=np.int64))
         if isinstance(key, np.ndarray):
             indices = key.astype(np.int64, copy=False)
             indices = np.where(indices < 0, indices + self.size, indices)
             if indices.size and (indices.min() < 0 or indices.max() >= self.size):
-                raise IndexError("stamp index out of range")
-            return self._stamps_at(indices)
+                raise IndexError("index out of range")
+            return self._values_at(indices)
         index = int(key)
         if index < 0:
             index += self.size
         if not 0 <= index < self.size:
-            raise IndexError("stamp index out of range")
-        return self._stamps_at(np.array([index], dtype=np.int64))[0]
+            raise IndexError("index out of range")
+        return self._values_at(np.array([index], dtype=np.int64))[0]
+
+    def min(self) -> float:
+        """``np.min`` of the column, a chunk at a time (NaN when one entry is NaN)."""
+        if not self.size:
+            raise ValueError("zero-size column has no minimum")
+        lowest = [np.min(self[start:start + CHUNK_BARS])
+                  for start in range(0, self.size, CHUNK_BARS)]
+        return np.min(np.array(lowest))
+
+    def __array__(self, dtype=None, copy=None):
+        values = self._values_at(np.arange(self.size, dtype=np.int64))
+        return values if dtype is None else values.astype(dtype, copy=False)
+
+
+class LazyStamps(LazyValues):
+    """The stamps of an equity curve (POSIX seconds), made only where they are read:
+    ``stamps_at(indices)`` is :class:`LazyValues`' ``values_at``."""
 
 
 def _prefix(stamps, size: int):

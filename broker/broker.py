@@ -840,6 +840,31 @@ class MarginBroker(bt.brokers.BackBroker):
         self._fundval = equity / self._fundshares if self._fundshares else self._fundval
         return equity
 
+    def value_terms(self):
+        """The pieces of the account value as ``_get_value`` adds them now.
+
+        Returns (wallet, [(data, isolated margin, side, |size|, entry price), ...]):
+        quote currency, side +1/-1, size in base units, one entry per open
+        position in the order they are added, so that the value at a close price
+        ``close_d`` of each feed is ``wallet + Σ (margin + unrealized_pnl(side,
+        |size|, entry, close_d))``, the float operations of ``_get_value``. None
+        while a feed is valued on a mark price (its mark, not its close) or a
+        deposit waits to be booked. BarTape reads the value back from these
+        (issue 15: no float a bar kept for the equity curve).
+        """
+        if self._cash_addition:
+            return None
+        marks, margins = self._mark_now, self._margins
+        terms = []
+        for data, position in self.positions.items():
+            size = position.size
+            if size:
+                if marks.get(data) is not None:
+                    return None
+                terms.append((data, margins[data], 1 if size > 0 else -1, abs(size),
+                              position.price))
+        return self.cash, terms
+
     # ------------------------------------------------------------------
     # one bar
     # ------------------------------------------------------------------

@@ -37,16 +37,22 @@ def _run(shared_data, broker_class):
         cerebro.broker = bt.brokers.BackBroker(cash=10_000)
     cerebro.broker.setcommission(commission=0.0004)
     cerebro.addstrategy(Reversals, exposure=8.0)     # 4x the value on each feed
+    results, tape, _strategy = run_analyzed(cerebro)
+    return results, tape
+
+
+def run_analyzed(cerebro, extra=()):
+    """Run ``cerebro`` with the four analyzers (and ``extra`` (name, class) pairs): (each
+    analyzer's (analysis, series as bytes), the strategy's BarTape, the strategy)."""
     for name, analyzer in (("liq", LiquidationAnalyzer), ("margin", MarginAnalyzer),
-                           ("neg", NegativeBalanceAnalyzer), ("risk", RiskAnalyzer)):
+                           ("neg", NegativeBalanceAnalyzer), ("risk", RiskAnalyzer), *extra):
         cerebro.addanalyzer(analyzer, _name=name)
     strategy = cerebro.run()[0]
-    tape = strategy.__dict__[_base._TAPE_ATTRIBUTE]
     results = {}
     for name, analyzer in strategy.analyzers.getitems():
         series = analyzer.series() if hasattr(analyzer, "series") else {}
         results[name] = (analyzer.get_analysis(), _flat_bytes(series))
-    return results, tape
+    return results, strategy.__dict__[_base._TAPE_ATTRIBUTE], strategy
 
 
 def _flat_bytes(series: dict) -> dict:
@@ -60,13 +66,16 @@ def _flat_bytes(series: dict) -> dict:
 def test_notional_runs_equal_the_notional_stored_a_bar(shared_data, monkeypatch):
     for broker_class in (MarginBroker, bt.brokers.BackBroker):
         runs, tape = _run(shared_data, broker_class)
-        assert tape.notional_runs is not None and len(tape.rows) == tape.bars + 1
+        # a short run: the value is stored a bar (runs of it: test_value_runs)
+        assert tape.notional_runs is not None and tape.value_runs is None
+        assert len(tape.rows) == tape.bars + 1
         # a run a fill or so, not a value a bar
         assert sum(len(r.starts) for r in tape.notional_runs) < tape.bars / 10
         with monkeypatch.context() as patch:
             patch.setattr(_base, "_keeps_its_values", lambda data, close_line: False)
             stored, stored_tape = _run(shared_data, broker_class)
-        assert stored_tape.notional_runs is None and len(stored_tape.rows) == 2 * (tape.bars + 1)
+        assert stored_tape.notional_runs is None and stored_tape.value_runs is None
+        assert len(stored_tape.rows) == 2 * (tape.bars + 1)
         assert runs == stored
         with monkeypatch.context() as patch:
             patch.setattr(_base, "CHUNK_BARS", 7)
@@ -108,6 +117,9 @@ def test_lazy_stamps_give_the_array_stamps_summary(values, interval, chunk):
         expected = risk_metrics.risk_summary(equity, stamps, interval)
         assert repr(risk_metrics.risk_summary(equity, lambda: lazy, interval)) == repr(expected)
         assert repr(risk_metrics.risk_summary(equity, lazy, interval)) == repr(expected)
+        # the equity curve made where it is read (a margin broker's value runs), too
+        lazy_equity = risk_metrics.LazyValues(equity.size, lambda indices: equity[indices])
+        assert repr(risk_metrics.risk_summary(lazy_equity, lazy, interval)) == repr(expected)
     finally:
         risk_metrics.CHUNK_BARS = old_chunk
 
