@@ -105,7 +105,8 @@ class _FeedState:
 
     __slots__ = ("lines", "length_line", "datetime_line", "open_line", "high_line",
                  "low_line", "close_line", "last_seen", "previous_bar_start", "bar_seconds",
-                 "funding_paid_until", "funding_window", "funding_due", "datetime", "name")
+                 "funding_paid_until", "funding_window", "funding_due", "funding_quiet",
+                 "datetime", "name")
 
     def __init__(self, data):
         owned = data.lines
@@ -118,6 +119,8 @@ class _FeedState:
         self.funding_paid_until = None
         self.funding_window = None  # (start, end) POSIX seconds of the current bar's funding
         self.funding_due = False    # a payment (or the not-covered warning) falls in it
+        # (from, until): windows starting from, ending by, have no work (quiet_until)
+        self.funding_quiet = (math.inf, -math.inf)
         self.datetime = None        # (day number, datetime) of the current bar, converted once
         self.name = None            # 'data<index>' of an unnamed feed, once looked up
 
@@ -1545,6 +1548,19 @@ class MarginBroker(bt.brokers.BackBroker):
         previous = state.previous_bar_start
         state.previous_bar_start = bar_start
         length = state.bar_seconds
+        if state.funding_paid_until == bar_start and length is not None and \
+                previous is not None and bar_start - previous == length:
+            # the usual bar, one bar length after the last, paid up to its start: the
+            # window is [start, start + length), what the steps below give
+            end = bar_start + length
+            state.funding_paid_until = end
+            state.funding_window = bar_start, end
+            quiet_from, quiet_until = state.funding_quiet
+            if quiet_from <= bar_start and end <= quiet_until:
+                state.funding_due = False       # _funding_due's first answer, inlined
+            else:
+                self._funding_due(state, schedule, bar_start, end)
+            return
         if previous is not None and bar_start > previous:
             step = bar_start - previous
             length = step if length is None or step < length else length
@@ -1558,7 +1574,19 @@ class MarginBroker(bt.brokers.BackBroker):
         end = max(start, bar_start + (length or 1))
         state.funding_paid_until = end if length else None
         state.funding_window = start, end
-        state.funding_due = schedule.payment_due(start, end)
+        self._funding_due(state, schedule, start, end)
+
+    @staticmethod
+    def _funding_due(state, schedule, start, end):
+        """``state.funding_due`` = ``schedule.payment_due(start, end)``, not asked while the
+        window lies within the quiet stretch a previous answer found (``quiet_until``)."""
+        quiet_from, quiet_until = state.funding_quiet
+        if quiet_from <= start and end <= quiet_until:
+            state.funding_due = False
+            return
+        due = state.funding_due = schedule.payment_due(start, end)
+        if not due:
+            state.funding_quiet = start, schedule.quiet_until(start)
 
     def _book_funding(self, data, when, signed_size, mark_price, rate, amount):
         """Record one payment: ``funding`` in the wallet; in isolated mode the isolated margin bears it."""

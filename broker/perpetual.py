@@ -131,6 +131,19 @@ class FundingSchedule:
         return end > start and (end <= self._cover_low or start > self._cover_high or
                                 end > self.first_time_from(start))
 
+    def quiet_until(self, start: int) -> float:
+        """The latest end ``q`` such that no window [s, e) with ``start`` <= s < e <= q has
+        work (``payment_due`` is False for each), POSIX seconds.
+
+        The first funding time at or after ``start``, capped at the end of the
+        series' data; -inf when ``start`` lies before the data (the not-covered
+        warning may be due). The broker skips ``payment_due`` on the bars that
+        end by then.
+        """
+        if start < self._cover_low:
+            return -math.inf
+        return min(self.first_time_from(start), self._cover_high)
+
     def first_time_from(self, start: int) -> float:
         """The first funding time >= ``start`` (POSIX seconds); ``math.inf`` when none.
 

@@ -6,6 +6,7 @@ A market order sent at bar i fills at bar i+1's open. Funding times are 00:00,
 the position held after its open fills, at the mark's open.
 """
 import datetime as dt
+import math
 import warnings
 
 import backtrader as bt
@@ -306,3 +307,46 @@ def test_margin_figures_answer_what_the_three_queries_answer():
         assert figures == one_by_one
         assert figures == pytest.approx((MARGIN, 0.475, LP_AT_ENTRY))
     assert LP_AT_ENTRY == pytest.approx(90.4523, abs=1e-4)
+
+
+@pytest.mark.parametrize("source, rates", [
+    # the spot file has 28 gaps (128 missing hours) in 2018: windows after a gap are longer
+    ("binance_BTCUSDT_1h.csv", 0.0001),
+    # the real settlement series, its data starting 2020-01-01: the first bars lie before it
+    ("binance_um_BTCUSDT_1h.csv", "series"),
+])
+def test_the_quiet_stretches_skip_no_payment(shared_data, monkeypatch, source, rates):
+    # MarginBroker asks payment_due only past the quiet stretch of its last answer: asked on
+    # every bar (quiet_until -inf), the payments, warnings and ledger must be the same
+    from backtrader_leverage.broker.perpetual import FundingSchedule
+    from backtrader_leverage.data import load_csv, load_funding_csv
+    frame = load_csv(shared_data / source)
+    frame = frame.loc["2018-01-01":"2018-06-30"] if rates != "series" else \
+        frame.loc["2019-12-20":"2020-03-31"]
+    if rates == "series":
+        rates = load_funding_csv(shared_data / "binance_um_BTCUSDT_funding_8h.csv")
+    asked = []
+    payment_due = FundingSchedule.payment_due
+
+    def counted(self, start, end):
+        asked.append((start, end))
+        return payment_due(self, start, end)
+
+    def outcome():
+        asked.clear()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cerebro = bt.Cerebro(stdstats=False)
+            cerebro.adddata(bt.feeds.PandasData(dataname=frame, timeframe=bt.TimeFrame.Minutes,
+                                                compression=60))
+            broker = cerebro.broker = MarginBroker(cash=CASH, leverage=1.0, funding_rates=rates)
+            cerebro.addstrategy(Hold, size=0.01)        # 1x long: held to the end
+            cerebro.run()
+        return (list(broker.funding_payments), list(broker.ledger),
+                [str(w.message) for w in caught], len(asked))
+
+    monkeypatch.setattr(FundingSchedule, "payment_due", counted)
+    payments, ledger, warned, asked_quiet = outcome()
+    monkeypatch.setattr(FundingSchedule, "quiet_until", lambda self, start: -math.inf)
+    assert outcome()[:3] == (payments, ledger, warned)
+    assert len(payments) > 100 and asked_quiet < len(frame) / 2

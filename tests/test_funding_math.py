@@ -108,3 +108,25 @@ def test_payment_due_is_a_funding_time_in_the_window_or_a_window_outside_the_ser
                 expected = end > start and (not schedule.covers(start, end) or
                                             bool(schedule.between(start, end)))
                 assert schedule.payment_due(start, end) == expected
+
+
+def test_quiet_until_bounds_the_windows_without_work():
+    from backtrader_leverage.broker.perpetual import FundingSchedule
+    grid = FundingSchedule.constant(0.0001, 8)
+    # from 01:00 the next funding time is 08:00 (28,800 s): windows inside [01:00, 08:00) are quiet
+    assert grid.quiet_until(3_600) == 28_800
+    assert grid.quiet_until(28_800) == 28_800              # at a funding time: nothing is quiet
+    # a series at 100 s and 200 s covers [100 - 28,800, 200 + 28,800]
+    series = FundingSchedule.from_series(
+        pd.Series([0.0001, -0.0002], index=pd.to_datetime([100, 200], unit="s", utc=True)), 8)
+    assert series.quiet_until(150) == 200
+    assert series.quiet_until(201) == 200 + 28_800           # after the last time: the cover's end
+    assert series.quiet_until(100 - 28_801) == -math.inf     # before the data: the warning is due
+    # the bound holds: no window [s, e) with start <= s < e <= quiet_until(start) has work
+    for schedule in (grid, series):
+        for start in range(-40_000, 60_000, 331):
+            quiet = schedule.quiet_until(start)
+            for s in (start, start + 7, start + 999):
+                for e in (s + 1, s + 60, s + 3_600, quiet):
+                    if s < e <= quiet:
+                        assert not schedule.payment_due(s, e)
