@@ -193,3 +193,40 @@ def test_checks_in_chunks_report_the_whole_frames_first_offence(hourly, monkeypa
     swapped[9], swapped[10] = swapped[10], swapped[9]
     with pytest.raises(DataError, match="strictly increasing"):
         ArrayFeed(dataname=hourly.set_axis(pd.DatetimeIndex(swapped)))
+
+
+def test_an_absent_openinterest_reads_as_zeros_and_holds_no_array(hourly):
+    # the frame has no openinterest: after preload the line is a ZeroColumn (no 8 B a bar),
+    # read by index, slice, iteration and indicators as the array of zeros it stands for
+    from backtrader_leverage.data.feed import ZeroColumn
+    frame = hourly.iloc[:300]
+
+    class Reads(bt.Strategy):
+        def __init__(self):
+            self.average = bt.ind.SMA(self.data.openinterest, period=3)   # runonce: .array[i]
+            self.seen = []
+
+        def next(self):
+            line = self.data.lines.openinterest
+            self.seen.append((self.data.openinterest[0], self.average[0], line.get(size=2)))
+            if len(self) == 200:
+                self.kind = type(line.array)
+                self.data.openinterest[0] = 7.5     # a write: the zeros become an array first
+
+        def stop(self):
+            self.after = list(self.data.lines.openinterest.array)
+
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(ArrayFeed(dataname=frame))
+    cerebro.addstrategy(Reads)
+    strategy = cerebro.run()[0]
+    assert strategy.kind is ZeroColumn
+    assert strategy.seen[0][:2] == (0.0, 0.0) and strategy.seen[199][:2] == (0.0, 0.0)
+    assert list(strategy.seen[150][2]) == [0.0, 0.0]
+    assert strategy.after == [0.0] * 199 + [7.5] + [0.0] * 100
+
+    column = ZeroColumn(None, 4)
+    assert len(column) == 4 and column[3] == column[-4] == 0.0 and list(column) == [0.0] * 4
+    assert column[1:3].tolist() == [0.0, 0.0] and column[5:].tolist() == []
+    with pytest.raises(IndexError):
+        column[4]
