@@ -1551,27 +1551,20 @@ class MarginBroker(bt.brokers.BackBroker):
         if state.funding_paid_until == bar_start and length is not None and \
                 previous is not None and bar_start - previous == length:
             # the usual bar, one bar length after the last, paid up to its start: the
-            # window is [start, start + length), what the steps below give
-            end = bar_start + length
-            state.funding_paid_until = end
-            state.funding_window = bar_start, end
-            quiet_from, quiet_until = state.funding_quiet
-            if quiet_from <= bar_start and end <= quiet_until:
-                state.funding_due = False       # _funding_due's first answer, inlined
-            else:
-                self._funding_due(state, schedule, bar_start, end)
-            return
-        if previous is not None and bar_start > previous:
-            step = bar_start - previous
-            length = step if length is None or step < length else length
-        elif length is None and len(data) < data.buflen():
-            length = day_number_to_seconds(data.datetime[1]) - bar_start
-        if length is not None and length > 0:
-            state.bar_seconds = length
+            # window the steps below give, without them
+            start, end = bar_start, bar_start + length
         else:
-            length = None
-        start = state.funding_paid_until or bar_start
-        end = max(start, bar_start + (length or 1))
+            if previous is not None and bar_start > previous:
+                step = bar_start - previous
+                length = step if length is None or step < length else length
+            elif length is None and len(data) < data.buflen():
+                length = day_number_to_seconds(data.datetime[1]) - bar_start
+            if length is not None and length > 0:
+                state.bar_seconds = length
+            else:
+                length = None
+            start = state.funding_paid_until or bar_start
+            end = max(start, bar_start + (length or 1))
         state.funding_paid_until = end if length else None
         state.funding_window = start, end
         self._funding_due(state, schedule, start, end)
