@@ -267,7 +267,7 @@ class BarTape:
         self.width = 1              # values a row: value (+ notional when stored)
         self.capacity = 0           # bars the rows were sized for at the first bar
         self.notional_runs = None   # NotionalRuns per feed, when notional is kept as runs
-        self.value_runs = None      # ValueRuns, when the value is kept as runs of the broker's state
+        self.value_runs = None      # ValueRuns: the value kept as runs of the broker's state
         self.bars = 0
         self.cash = StepColumn()
         self._summaries = {}

@@ -29,6 +29,13 @@ def bt_array_to_seconds(bt_datetimes, out=None):
     return np.round(seconds, 3, out=seconds)
 
 
+def array_view(values, dtype) -> np.ndarray:
+    """An array.array as a numpy view (empty without touching the buffer when it is empty).
+
+    A view pins the buffer (it cannot grow while the view lives)."""
+    return np.frombuffer(values, dtype=dtype) if len(values) else np.empty(0, dtype=dtype)
+
+
 def median_of_counts(counts) -> float:
     """``np.median`` of the values ``counts`` maps to how often each occurs (finite floats).
 

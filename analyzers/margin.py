@@ -9,7 +9,7 @@ import numpy as np
 
 from ..broker import margin as mm
 from ._base import BarClockAnalyzer, as_numpy, position_getter
-from ._common import bt_to_seconds, feed_name
+from ._common import array_view, bt_to_seconds, feed_name
 from .risk_metrics import finite_or_none, iso_utc
 
 #: default warning levels of the margin ratio (fractions)
@@ -500,11 +500,6 @@ _CHUNK_BARS = 1 << 11
 _FLAT, _LIQUIDATED, _OPEN = 0, 1, 2
 
 
-def _view(values: array.array, dtype) -> np.ndarray:
-    """An array.array as a numpy view (empty without touching the buffer when it is empty)."""
-    return np.frombuffer(values, dtype=dtype) if len(values) else np.empty(0, dtype=dtype)
-
-
 class _DeferredFeed:
     """A feed's position states as runs of bars; per-bar margin figures come at stop().
 
@@ -562,7 +557,7 @@ class _DeferredFeed:
 
     def opened_between(self, first: int, stop: int) -> set:
         """The bars in [first, stop) on which a trade of the feed opened."""
-        opened = _view(self.opened_bars, np.int64)
+        opened = array_view(self.opened_bars, np.int64)
         return set(opened[(opened >= first) & (opened < stop)].tolist())
 
     def figures(self, first: int, stop: int, feed, tiers
@@ -575,7 +570,7 @@ class _DeferredFeed:
         distance = np.full(count, math.nan)
         side = np.zeros(count, dtype=np.int64)
         # the runs that cover these bars: the last one begun by ``first``, up to ``stop``
-        run_starts = _view(self.starts, np.int64)
+        run_starts = array_view(self.starts, np.int64)
         lowest = max(int(np.searchsorted(run_starts, first, side="right")) - 1, 0)
         highest = int(np.searchsorted(run_starts, stop, side="left"))
         if highest <= lowest:
@@ -583,7 +578,7 @@ class _DeferredFeed:
         starts = run_starts[lowest:highest]
         lengths = np.diff(np.append(np.maximum(starts - first, 0), count))
         run_of_bar = np.repeat(np.arange(highest - lowest), lengths)
-        kinds = _view(self.kinds, np.int8)[lowest:highest]      # one per run, then per bar
+        kinds = array_view(self.kinds, np.int8)[lowest:highest]  # one per run, then per bar
         liquidated = (kinds == _LIQUIDATED)[run_of_bar]
         ratio[liquidated] = 1.0
         distance[liquidated] = 0.0
@@ -593,12 +588,12 @@ class _DeferredFeed:
         of_run = run_of_bar[open_bars]
 
         def column(values):
-            return _view(values, np.float64)[lowest:highest][of_run]
+            return array_view(values, np.float64)[lowest:highest][of_run]
 
         size = column(self.sizes)
         sign = np.where(size > 0, 1, -1)
         # the buffer index of each bar: the run's first index + bars since the run began
-        index = _view(self.indices, np.int64)[lowest:highest][of_run] + \
+        index = array_view(self.indices, np.int64)[lowest:highest][of_run] + \
             (open_bars + first - starts[of_run])
         lows = np.frombuffer(low_line.array, dtype=np.float64)
         highs = np.frombuffer(high_line.array, dtype=np.float64)

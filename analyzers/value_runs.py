@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from ..broker.margin import unrealized_pnl
+from ._common import array_view
 
 #: bars read back at a time (a dozen temporaries of this length)
 _PIECE = 2048
@@ -40,8 +41,9 @@ class ValueRuns:
     ``broker`` has ``value_terms()`` and ``cash``; ``feeds`` are (data, close
     line) in the tape's order, each close line keeping every bar's close (an
     unbounded buffer, not replayed). A run is its first bar, the wallet and a
-    set of positions; a position set (made again only on a fill or a margin
-    change: a funding payment changes the wallet alone) is, per open
+    set of positions; a position set (read again when a new wallet alone does
+    not give the value back: a fill, or funding in isolated margin, which moves
+    the margin) is, per open
     position, its feed, margin, side, |size|, entry price and the offset of
     the feed's close-line index from the bar (constant through the run).
     """
@@ -93,7 +95,7 @@ class ValueRuns:
         now, and store ``value`` if that run does not give it back either."""
         self._arrays = None
         if self.position_sets:
-            # the usual miss, a cash flow (funding): the same positions, another wallet
+            # a cash flow that leaves the positions as they were (funding in cross margin)
             self.wallet = self.broker.cash
             if _same_float(self.predict(bar), value):
                 self._begin(bar, self.wallet)
@@ -208,26 +210,18 @@ class ValueRuns:
     def _columns(self):
         """numpy views of the runs, position sets and stored values (made again after a change)."""
         if self._arrays is None:
-            def view(values, dtype):
-                return np.frombuffer(values, dtype=dtype) if len(values) else \
-                    np.empty(0, dtype=dtype)
-
             self._arrays = (
-                view(self.starts, np.int64), view(self.wallets, np.float64),
-                view(self.position_sets, np.int64), view(self.signature_ids, np.int64),
-                [view(column, np.float64) for column in self.margins],
-                [view(column, np.int8) for column in self.sides],
-                [view(column, np.float64) for column in self.sizes],
-                [view(column, np.float64) for column in self.entries],
-                [view(column, np.int64) for column in self.offsets],
-                view(self.stored_starts, np.int64), view(self.stored_first, np.int64),
-                view(self.stored, np.float64))
+                array_view(self.starts, np.int64), array_view(self.wallets, np.float64),
+                array_view(self.position_sets, np.int64), array_view(self.signature_ids, np.int64),
+                [array_view(column, np.float64) for column in self.margins],
+                [array_view(column, np.int8) for column in self.sides],
+                [array_view(column, np.float64) for column in self.sizes],
+                [array_view(column, np.float64) for column in self.entries],
+                [array_view(column, np.int64) for column in self.offsets],
+                array_view(self.stored_starts, np.int64), array_view(self.stored_first, np.int64),
+                array_view(self.stored, np.float64))
         return self._arrays
 
     def run_count(self) -> int:
         """Runs begun so far."""
         return len(self.starts)
-
-    def position_set_count(self) -> int:
-        """Position sets read from the broker so far."""
-        return len(self.signature_ids)
