@@ -271,7 +271,10 @@ class MarginBroker(bt.brokers.BackBroker):
       margin (notional / leverage, the new order included) <= wallet + Σ
       unrealized PnL − fees, and the whole account is liquidated when wallet
       + Σ unrealized PnL <= Σ maintenance margin (Binance USDⓈ-M cross
-      margin).
+      margin). A realized loss that another position's unrealized profit
+      covers may take the cross wallet below zero (an episode in
+      ``negative_balance_episodes``) under either policy; the account does
+      not go below zero under 'absorb'.
     - ``funding_rates`` (None): perpetual funding. None = not modelled; a
       number = the rate of every funding interval (0.0001 = 0.01 %); a pandas
       Series of rates indexed by UTC settlement time; or a funding CSV path

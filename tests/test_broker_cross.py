@@ -156,6 +156,32 @@ def test_gap_through_the_cross_level_leaves_a_deficit(policy):
         assert broker.negative_balance_episodes[0].lowest_balance == pytest.approx(-125.0)
 
 
+# A gaps up to 130 at bar 2, B down to 75; the strategy closes B at bar 2 (fill: bar 3's open, 75).
+WINNER_A = [flat(100), flat(100), flat(130), flat(130), flat(130)]
+LOSER_B = [flat(100), flat(100), flat(75), flat(75), flat(75)]
+
+
+def test_cross_wallet_may_go_below_zero_while_the_winner_keeps_the_account_solvent():
+    def close_loser(strategy, bar):
+        if bar == 2:
+            strategy.close(data=strategy.datas[1])
+
+    strategy, broker = run(WINNER_A, LOSER_B, "cross", cash=100.0, extra=close_loser)
+    # bar 2: margin balance 100 + 5 (130 - 100) + 5 (75 - 100) = 100 + 150 - 125 = 125
+    # > Σ MM 0.005 (5·130 + 5·75) = 5.125: no liquidation
+    assert broker.liquidations == []
+    assert strategy.values[2] == pytest.approx(125.0)
+    # B's close realizes 5 (75 - 100) = -125: the wallet 100 - 125 = -25, below zero,
+    # while A's unrealized +150 keeps the account at -25 + 150 = 125 (no deficit to absorb)
+    realized = [flow.amount for flow in broker.ledger if flow.reason == "realized_pnl"]
+    assert realized == [pytest.approx(-125.0)]
+    assert broker.getcash() == pytest.approx(-25.0)
+    assert strategy.values[-1] == pytest.approx(125.0)
+    assert broker.insurance_fund == 0.0
+    # the wallet's own history still records the stretch below zero
+    assert broker.negative_balance_episodes[0].lowest_balance == pytest.approx(-25.0)
+
+
 def test_one_feed_cross_liquidation_at_the_worked_example():
     # WB 50, long 1 at 100 (2x: initial margin 50 <= 50): LP = (50 - 100) / (0.005 - 1) = 50.2513
     class One(bt.Strategy):
