@@ -351,7 +351,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self.liquidations = []
         self.negative_balance_episodes = []
         self.insurance_fund = 0.0
-        self.ledger = Ledger()
+        self.ledger = Ledger(to_datetime=bt.num2date)   # num2date(n): _feed_datetime's, tz None
         self.funding_payments = []
         self._mark_now = {}
         self._warned = set()
@@ -725,14 +725,20 @@ class MarginBroker(bt.brokers.BackBroker):
             dt = None
             if state.length_line.lencount:
                 line, cached = state.datetime_line, state.datetime
-                dt = cached[1] if cached is not None and cached[0] == line.array[line._idx] \
-                    else self._feed_datetime(data, state)
+                number = line.array[line._idx]
+                if cached is not None and cached[0] == number:
+                    dt = cached[1]
+                elif line._tz is None and number.__class__ is float:
+                    dt = number         # the ledger makes the datetime when it is read
+                else:
+                    dt = self._feed_datetime(data, state)
             name = data._name or state.name or self._feed_name(data)
         self.ledger.record(dt, name, reason, amount, self.cash)
         episodes = self.negative_balance_episodes
         # the usual flow: wallet positive, no episode open
         if self.cash < 0 or (episodes and episodes[-1].end is None):
-            self._track_negative_balance(dt)
+            self._track_negative_balance(self._feed_datetime(data, state)
+                                         if dt.__class__ is float else dt)
 
     def _track_negative_balance(self, dt):
         episodes = self.negative_balance_episodes
@@ -1546,16 +1552,18 @@ class MarginBroker(bt.brokers.BackBroker):
         A bar owns [its start, its start + bar length); the bar length is the
         smallest spacing seen so far (the next bar's spacing on the first bar
         of a preloaded feed). Times skipped in a data gap go to the next bar.
+        ``payment_due`` is not asked while the window lies within the quiet
+        stretch a previous answer found (``quiet_until``).
         """
         bar_start = day_number_to_seconds(stamp)
         previous = state.previous_bar_start
         state.previous_bar_start = bar_start
         length = state.bar_seconds
-        if state.funding_paid_until == bar_start and length is not None and \
-                previous is not None and bar_start - previous == length:
-            # the usual bar, one bar length after the last, paid up to its start: the
-            # window the steps below give, without them
-            start, end = bar_start, bar_start + length
+        # paid up to this bar's start (never None then: previous and length are set) and one
+        # bar length after the last: the usual bar, whose window the steps below would give
+        if state.funding_paid_until == bar_start and bar_start - previous == length:
+            start = bar_start
+            end = state.funding_paid_until = bar_start + length
         else:
             if previous is not None and bar_start > previous:
                 step = bar_start - previous
@@ -1568,14 +1576,8 @@ class MarginBroker(bt.brokers.BackBroker):
                 length = None
             start = state.funding_paid_until or bar_start
             end = max(start, bar_start + (length or 1))
-        state.funding_paid_until = end if length else None
+            state.funding_paid_until = end if length else None
         state.funding_window = start, end
-        self._funding_due(state, schedule, start, end)
-
-    @staticmethod
-    def _funding_due(state, schedule, start, end):
-        """``state.funding_due`` = ``schedule.payment_due(start, end)``, not asked while the
-        window lies within the quiet stretch a previous answer found (``quiet_until``)."""
         quiet_from, quiet_until = state.funding_quiet
         if quiet_from <= start and end <= quiet_until:
             state.funding_due = False

@@ -107,21 +107,28 @@ class Ledger(Sequence):
     ~45 B a flow, where a ``CashFlow`` object with its two floats was ~150 B;
     five flows a round trip made the list ~10 B a bar of peak memory in the
     always-in-the-market benchmark of issue 15.
+
+    ``to_datetime``: a function from a float (a bar's backtrader day number) to
+    the bar's naive datetime. With it, ``record`` also takes that float as
+    ``dt`` and the datetime is made when the flow is read (a funding time's
+    bar: no conversion a payment for a figure seldom read).
     """
 
-    __slots__ = ("_dts", "_data", "_reasons", "_amounts", "_balances", "length")
+    __slots__ = ("_dts", "_data", "_reasons", "_amounts", "_balances", "length", "_to_datetime")
 
-    def __init__(self, flows=()):
+    def __init__(self, flows=(), to_datetime=None):
         self._dts, self._data, self._reasons = [], [], []
         self._amounts, self._balances = array.array("d"), array.array("d")
+        self._to_datetime = to_datetime
         #: ``len(ledger)`` as a bound builtin: what a per-bar check calls (no Python frame)
         self.length = self._reasons.__len__
         for flow in flows:
             self.append(flow)
 
-    def record(self, dt: Optional[datetime], data: Optional[str], reason: str, amount: float,
-               balance: float) -> None:
-        """Append one flow (the fields of :class:`CashFlow`)."""
+    def record(self, dt: Optional[datetime] | float, data: Optional[str], reason: str,
+               amount: float, balance: float) -> None:
+        """Append one flow (the fields of :class:`CashFlow`; ``dt`` may be a day number,
+        see the class docstring)."""
         self._dts.append(dt)
         self._data.append(data)
         self._reasons.append(reason)
@@ -131,6 +138,9 @@ class Ledger(Sequence):
     def append(self, flow: "CashFlow") -> None:
         """Append a :class:`CashFlow`."""
         self.record(flow.dt, flow.data, flow.reason, flow.amount, flow.balance)
+
+    def _datetime(self, dt):
+        return self._to_datetime(dt) if dt.__class__ is float else dt
 
     def __len__(self) -> int:
         return len(self._reasons)
@@ -146,11 +156,12 @@ class Ledger(Sequence):
         return self._flow(index)
 
     def _flow(self, i: int) -> "CashFlow":
-        return CashFlow(self._dts[i], self._data[i], self._reasons[i], self._amounts[i],
-                        self._balances[i])
+        return CashFlow(self._datetime(self._dts[i]), self._data[i], self._reasons[i],
+                        self._amounts[i], self._balances[i])
 
     def __iter__(self):
-        return map(CashFlow, self._dts, self._data, self._reasons, self._amounts, self._balances)
+        return map(CashFlow, map(self._datetime, self._dts), self._data, self._reasons,
+                   self._amounts, self._balances)
 
     def __reversed__(self):
         return (self._flow(i) for i in range(len(self) - 1, -1, -1))
