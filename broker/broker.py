@@ -842,7 +842,7 @@ class MarginBroker(bt.brokers.BackBroker):
         for data, position in self.positions.items():
             size = position.size
             if size:
-                mark = marks.get(data)
+                mark = marks.get(data) if marks else None     # no mark price: the usual run
                 if mark is None:
                     close_line = (states.get(data) or self._feed_state(data)).close_line
                     close = close_line.array[close_line._idx]
@@ -886,6 +886,15 @@ class MarginBroker(bt.brokers.BackBroker):
     # one bar
     # ------------------------------------------------------------------
     def next(self):
+        if not (self._toactivate or self.submitted or self._userhist or self.pending or
+                self._cross or self._mark_by_data):
+            # the usual isolated bar: nothing to activate, judge, expire or fill and no mark
+            # price, so of the steps below only the busy ticks' gap, funding and path remain
+            busy = self._new_ticks(True)
+            if busy:
+                self._isolated_steps(busy)
+            self._get_value()
+            return
         while self._toactivate:
             self._toactivate.popleft().activate()
         if self.submitted and self.p.checksubmit:   # the usual bar: nothing submitted
@@ -924,6 +933,17 @@ class MarginBroker(bt.brokers.BackBroker):
             for data in ticks:
                 self._trail_stops(data)
         self._get_value()
+
+    def _isolated_steps(self, busy):
+        """``next``'s gap check, funding and path walk of the ``busy`` ticks (isolated margin,
+        no order pending: the market-order fills between them have nothing to do)."""
+        for data, tick in busy.items():
+            self._liquidate_on_gap(data, tick)
+        for data, tick in busy.items():
+            if tick.new_bar:
+                self._pay_funding(data)
+        for data, tick in busy.items():
+            self._walk_price_path(data, tick)
 
     def _new_ticks(self, quiet_check=False):
         """Feed → Tick for every feed that moved since the last call; on a new bar it also
