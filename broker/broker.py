@@ -673,6 +673,9 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def _apply_fill(self, order, size, price, plan, dt_number):
         data = order.data
+        # the bar's datetime, converted once before the flows: they, the position and the
+        # trade share one object (a flow recorded before it would keep a day number)
+        self._feed_datetime(data)
         position = self.positions[data]
         comminfo = self.getcommissioninfo(data)
         entry_before = position.price
