@@ -97,14 +97,16 @@ class _FeedState:
     the broker reads ``len(data)`` and ``data.<line>[0]`` through them
     (``lencount``, ``array[_idx]``, what LineBuffer's own ``__len__`` and
     ``__getitem__(0)`` return) without backtrader's per-access lookups.
-    ``last_seen``: (length, datetime, open, high, low, close) of the last tick;
+    ``last_seen``: (length, datetime, open, high, low, close) of the last tick of a
+    replayed feed, ``last_length``: ``len(data)`` at the last tick of any other;
     ``previous_bar_start``, ``bar_seconds``, ``funding_paid_until``: the
     funding clock (see ``MarginBroker._funding_window``); ``datetime``: the
     current bar's (day number, datetime), converted once per bar.
     """
 
     __slots__ = ("lines", "length_line", "datetime_line", "open_line", "high_line",
-                 "low_line", "close_line", "last_seen", "previous_bar_start", "bar_seconds",
+                 "low_line", "close_line", "last_seen", "last_length", "previous_bar_start",
+                 "bar_seconds",
                  "funding_paid_until", "funding_window", "funding_due", "funding_quiet",
                  "datetime", "name")
 
@@ -113,7 +115,8 @@ class _FeedState:
         self.lines = (owned[0], owned.datetime, owned.open, owned.high, owned.low, owned.close)
         (self.length_line, self.datetime_line, self.open_line, self.high_line,
          self.low_line, self.close_line) = self.lines
-        self.last_seen = None
+        self.last_seen = None       # (length, datetime, open, high, low, close): replayed feeds
+        self.last_length = 0        # len(data) at the last tick: every other feed
         self.previous_bar_start = None
         self.bar_seconds = None
         self.funding_paid_until = None
@@ -182,6 +185,11 @@ def _resolve_tiers(tiers, maintenance_margin_rate):
 
 
 _TICK_ATTRIBUTES = ("tick_open", "tick_high", "tick_low", "tick_close")
+
+
+def _bar_values(state):
+    """(open, high, low, close) of the feed's current bar, read through ``state``'s lines."""
+    return tuple(line.array[line._idx] for line in state.lines[2:])
 
 
 def _tick_prices(data, bar=None):
@@ -504,15 +512,14 @@ class MarginBroker(bt.brokers.BackBroker):
         Asked several times a bar (gap, each path segment, analyzers): recomputed
         only when the size, entry price or isolated margin changed.
         """
-        margin = self._margins[data]
+        key = (position.size, position.price, self._margins[data])
         cached = self._liquidation_price_cache.get(data)
-        if cached is not None and cached[0] == position.size and cached[1] == position.price \
-                and cached[2] == margin:
-            return cached[3]
-        side = 1 if position.size > 0 else -1
-        price, _tier = mm.tiered_liquidation_price(side, abs(position.size), position.price,
+        if cached is not None and cached[0] == key:   # (size, entry, margin) unchanged
+            return cached[1]
+        size, entry_price, margin = key
+        price, _tier = mm.tiered_liquidation_price(1 if size > 0 else -1, abs(size), entry_price,
                                                    margin, self._tiers_for(data))
-        self._liquidation_price_cache[data] = (position.size, position.price, margin, price)
+        self._liquidation_price_cache[data] = (key, price)
         return price
 
     def add_margin(self, data, amount):
@@ -851,9 +858,10 @@ class MarginBroker(bt.brokers.BackBroker):
                     close = close_line.array[close_line._idx]
                 else:
                     close = mark.close
-                side = 1 if size > 0 else -1
-                equity += margins[data] + mm.unrealized_pnl(side, abs(size), position.price, close)
-                notional += abs(size) * close
+                quantity = abs(size)
+                equity += margins[data] + mm.unrealized_pnl(1 if size > 0 else -1, quantity,
+                                                             position.price, close)
+                notional += quantity * close
         self._value = self._valuelever = equity
         self._valuemkt = self._valuemktlever = equity - self.cash
         self._leverage = notional / equity if equity > 0 else (0.0 if not notional else math.inf)
@@ -953,14 +961,15 @@ class MarginBroker(bt.brokers.BackBroker):
         moves the feed's funding clock (``_FeedState.funding_window``).
 
         Several feeds may tick unevenly; a replayed bar develops at the same
-        length, so the bar's values, not only its length, tell what is new.
+        length, so the bar's values, not only its length, tell what is new (any
+        other feed ticks exactly when its length grows).
 
         ``quiet_check`` (isolated margin, no order resting, no mark price): only the
         busy ticks (``_busy_feeds``), found in the same pass; a quiet one is not built.
         """
         ticks = {}
         states, positions = self._feed_states, self.positions
-        funded = self._funding is not None or bool(self._funding_by_data)
+        schedules, default_schedule = self._funding_by_data, self._funding
         for data in self.cerebro.datas:
             state = states.get(data) or self._feed_state(data)
             length = state.length_line.lencount        # len(data)
@@ -968,23 +977,23 @@ class MarginBroker(bt.brokers.BackBroker):
                 continue
             line = state.datetime_line
             stamp = line.array[line._idx]
-            line = state.open_line
-            open_ = line.array[line._idx]
-            line = state.high_line
-            high = line.array[line._idx]
-            line = state.low_line
-            low = line.array[line._idx]
-            line = state.close_line
-            close = line.array[line._idx]
-            # a replayed bar is restamped by each tick: the stamp tells a new tick
-            seen = (length, stamp, open_, high, low, close)
-            last = state.last_seen
-            if seen == last:
-                continue
-            state.last_seen = seen
-            new_bar = last is None or last[0] != length
-            if new_bar and funded:      # the funding clock moves once per new bar
-                schedule = self._funding_by_data.get(data, self._funding)
+            if data.replaying:
+                # a replayed bar develops at the same length and is restamped by each tick:
+                # the bar's values, not only its length, tell a new tick
+                seen = (length, stamp) + _bar_values(state)
+                last = state.last_seen
+                if seen == last:
+                    continue
+                state.last_seen = seen
+                new_bar = last is None or last[0] != length
+            else:
+                # any other feed moves by whole bars: a new tick is a new bar, a longer buffer
+                if length == state.last_length:
+                    continue
+                state.last_length = length
+                new_bar = True
+            if new_bar:                 # the funding clock moves once per new bar
+                schedule = schedules.get(data, default_schedule)
                 if schedule is None:
                     state.funding_window, state.funding_due = None, False
                 else:
@@ -999,7 +1008,7 @@ class MarginBroker(bt.brokers.BackBroker):
             except AttributeError:      # a feed without backtrader's tick_* attributes
                 prices = (None,)
             if None in prices:
-                prices = _tick_prices(data, seen[2:])
+                prices = _tick_prices(data, _bar_values(state))
             if quiet_check:
                 reaches = _path_reaches(prices, size,
                                         self._isolated_liquidation_price(data, position))
