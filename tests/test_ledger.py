@@ -42,3 +42,19 @@ def test_amounts_come_back_as_the_floats_recorded():
     ledger.record(T, "ETH", "realized_pnl", amount, 1e-300)
     assert ledger[0].amount == amount and ledger[0].balance == 1e-300
     assert ledger[0].to_dict()["dt"] == "2024-01-01T08:00:00"
+
+
+def test_a_day_number_recorded_reads_back_as_the_bars_datetime():
+    # MarginBroker records a bar's backtrader day number when the bar's datetime is not
+    # converted yet (a funding bar): the ledger makes the datetime when the flow is read
+    import backtrader as bt
+
+    ledger = Ledger(to_datetime=bt.num2date)
+    later = T + dt.timedelta(hours=8)               # 2024-01-01 16:00
+    ledger.record(bt.date2num(later), "BTC", "funding", -0.05, 999.95)
+    ledger.record(T, "BTC", "fee", -0.2, 999.75)
+    assert ledger[0].dt == later and ledger[-1].dt == T
+    assert [flow.dt for flow in ledger] == [later, T] == [flow.dt for flow in ledger[:]]
+    assert list(reversed(ledger))[1].to_dict()["dt"] == "2024-01-01T16:00:00"
+    assert ledger == [CashFlow(later, "BTC", "funding", -0.05, 999.95),
+                      CashFlow(T, "BTC", "fee", -0.2, 999.75)]
