@@ -142,7 +142,9 @@ class StepColumn:
         if value is not last and (value != last or value == 0.0):
             self.starts.append(self.count)
             self.values.append(value)
-            self.last = value
+        # an equal value becomes the last one too: the wallet paid and got back the same
+        # funding amount is a new float object, and the next bars hand back that one
+        self.last = value
         self.count += 1
 
     def __len__(self) -> int:
