@@ -188,8 +188,11 @@ _TICK_ATTRIBUTES = ("tick_open", "tick_high", "tick_low", "tick_close")
 
 
 def _bar_values(state):
-    """(open, high, low, close) of the feed's current bar, read through ``state``'s lines."""
-    return tuple(line.array[line._idx] for line in state.lines[2:])
+    """(open, high, low, close) of the feed's current bar, read through ``state``'s lines
+    (each tick of a replayed feed: four reads, no generator)."""
+    _length, _datetime, open_, high, low, close = state.lines
+    return (open_.array[open_._idx], high.array[high._idx], low.array[low._idx],
+            close.array[close._idx])
 
 
 def _tick_prices(data, bar=None):
