@@ -254,7 +254,14 @@ class ArrayFeed(bt.feed.DataBase):
         if self.p.compression is None:
             self.p.compression = 1
 
-    def __reduce__(self):
+    def __reduce_ex__(self, protocol):
+        """A feed not started pickles as its frame and parameters (a fresh feed in the
+        worker); one that holds bars pickles whole, bars included. ``cerebro.optstrategy``
+        on several processes preloads the feeds once and sends them to its workers,
+        which run on the bars as they are (rebuilt fresh, a worker had no bars: the
+        indicators' buffers were sized 0 and the run failed with an IndexError)."""
+        if any(len(line.array) for line in self.lines):
+            return super().__reduce_ex__(protocol)
         params = dict(self.p._getkwargs())
         frame = params.pop("dataname")
         return _rebuild_feed, (type(self), frame, params)
