@@ -16,6 +16,11 @@ from backtrader_leverage.data import ArrayFeed, load_csv
 
 from _bars import Reversals
 
+class OptimisedReversals(Reversals):
+    """Reversals under a name of its own: backtrader pickles a strategy's lines by the class's
+    name, and the suite imports ``_bars`` twice (as ``_bars`` and ``tests._bars``)."""
+
+
 ANALYZERS = {"liquidation": LiquidationAnalyzer, "margin": MarginAnalyzer,
              "negative": NegativeBalanceAnalyzer, "risk": RiskAnalyzer}
 
@@ -28,7 +33,7 @@ def _optimise(frame, maxcpus: int, optreturn: bool) -> dict:
     cerebro.broker.setcommission(commission=0.0004)
     for name, analyzer in ANALYZERS.items():
         cerebro.addanalyzer(analyzer, _name=name)
-    cerebro.optstrategy(Reversals, exposure=[3.0, 9.0])
+    cerebro.optstrategy(OptimisedReversals, exposure=[3.0, 9.0])
     return {run[0].params.exposure: {name: run[0].analyzers.getbyname(name).get_analysis()
                                      for name in ANALYZERS}
             for run in cerebro.run()}
