@@ -91,7 +91,7 @@ class MarginAnalyzer(BarClockAnalyzer):
         self._opened_now = set()
         self._calls = []
         self._call_order = []       # (bar, feed position) of each call: deferred feeds replay late
-        self._bar = -1              # index of the bar being recorded
+        self._bar = -1              # the bar _record_bar saw last (the quiet bars skip it)
         self._ledger_length = -1    # len(broker.ledger) at the last bar (deferred feeds)
         super().start()
 
@@ -133,8 +133,8 @@ class MarginAnalyzer(BarClockAnalyzer):
                 self._deferred[name] = _DeferredFeed(position)
         # every feed deferred: the usual bar takes _quiet_bar's short path
         self._all_deferred = bool(self._feeds) and len(self._deferred) == len(self._feeds)
-        self._deferred_lines = [(self._deferred[name], length_line, low_line)
-                                for _data, name, length_line, low_line, *_ in self._feeds] \
+        self._deferred_lines = [(self._deferred[name], low_line)
+                                for _data, name, _length_line, low_line, *_ in self._feeds] \
             if self._all_deferred else []
         tape.hooks.append(self._quiet_bar if self._all_deferred else self._record_bar)
 
@@ -148,7 +148,7 @@ class MarginAnalyzer(BarClockAnalyzer):
 
     # -- per bar (called by the strategy's BarTape) -----------------------
     def _record_bar(self, clock: float, _value: float, _notional: float) -> None:
-        self._bar += 1
+        self._bar = self._tape.bars - 1     # the tape counted this bar before its hooks
         records = self._records
         liquidated = () if records is None or len(records) == self._seen_records else \
             self._new_liquidations()
@@ -179,19 +179,15 @@ class MarginAnalyzer(BarClockAnalyzer):
     def _quiet_bar(self, clock: float, value: float, notional: float) -> None:
         """The tape hook while every feed is deferred; the usual bar: nothing moved (no
         ledger entry, liquidation or opened trade) and every feed's buffer index went on
-        by one, so each run goes on. Else ``_record_bar``."""
+        by one with the bars, so each run goes on and nothing is written. Else
+        ``_record_bar``."""
         if not self._all_deferred or self._ledger_size() != self._ledger_length or \
                 self._opened_now or len(self._records) != self._seen_records:
             return self._record_bar(clock, value, notional)
-        lines = self._deferred_lines
-        for deferred, length_line, low_line in lines:
-            if deferred.recheck or not length_line.lencount or \
-                    low_line._idx != deferred.next_index:
+        bars = self._tape.bars
+        for deferred, low_line in self._deferred_lines:
+            if low_line._idx - bars != deferred.quiet_offset:
                 return self._record_bar(clock, value, notional)
-        self._bar = bar = self._bar + 1
-        for deferred, _length_line, _low_line in lines:
-            deferred.next_index += 1
-            deferred.last_bar = bar
         return None
 
     def _defer_bar(self, deferred, data, name, liquidated, length_line, low_line) -> bool:
@@ -207,11 +203,11 @@ class MarginAnalyzer(BarClockAnalyzer):
         bar = self._bar
         started = length_line.lencount
         if started:
-            index = low_line._idx
-            if deferred.next_index is not None and index != deferred.next_index:
+            offset = low_line._idx - (bar + 1)      # against the tape's count of bars
+            if deferred.offset is not None and offset != deferred.offset:
                 self._materialize(name)
                 return False
-            deferred.next_index = index + 1
+            deferred.offset = offset
         if name in liquidated:
             state = ("liquidated", bar)
         elif not started:
@@ -220,14 +216,15 @@ class MarginAnalyzer(BarClockAnalyzer):
             position = self._getposition(data)
             size = position.size
             state = (size, position.price, self._ledger_size()) if size else None
-        # a liquidation is a one-bar run: the next bar looks again
-        deferred.recheck = state is not None and state[0] == "liquidated"
+        # a liquidation is a one-bar run, and a feed not started has no index yet: the
+        # next bar looks again
+        deferred.quiet_offset = deferred.offset if started and (
+            state is None or state[0] != "liquidated") else None
         if state != deferred.state:
             deferred.state = state
             deferred.start(bar, state, data, self._margin_figures, low_line)
         if name in self._opened_now:
             deferred.note_opened(bar)
-        deferred.last_bar = bar
         return True
 
     def _materialize(self, name: str) -> None:
@@ -238,17 +235,15 @@ class MarginAnalyzer(BarClockAnalyzer):
             return
         self._all_deferred, self._deferred_lines = False, []
         ratios, distances = self._stored[name]
-        for _first, _stop, ratio, distance in self._deferred_chunks(name, replay=True):
+        # this bar is not noted yet: the bars before it
+        for _first, _stop, ratio, distance in self._deferred_chunks(name, self._bar, replay=True):
             ratios.frombytes(ratio.tobytes())
             distances.frombytes(distance.tobytes())
         del self._deferred[name]
 
-    def _deferred_bars(self, deferred) -> int:
-        """Bars noted so far by a deferred feed: the current one too once its _defer_bar ran."""
-        return self._bar + 1 if deferred.last_bar == self._bar else self._bar
-
-    def _deferred_chunks(self, name: str, replay: bool):
-        """(first, stop, ratio, distance) of a deferred feed, for its bars in chunks.
+    def _deferred_chunks(self, name: str, bars: int, replay: bool):
+        """(first, stop, ratio, distance) of a deferred feed, for its first ``bars`` bars in
+        chunks.
 
         The figures take ~20 arrays of the bars' length (indices, kinds,
         extremes, brackets, ...); all at once they were ~86 B a bar of peak
@@ -258,7 +253,6 @@ class MarginAnalyzer(BarClockAnalyzer):
         order (once: at the switch to bar by bar, or at stop()).
         """
         deferred = self._deferred[name]
-        bars = self._deferred_bars(deferred)
         if not bars:
             return
         feed = self._feeds[deferred.position]
@@ -343,9 +337,9 @@ class MarginAnalyzer(BarClockAnalyzer):
         a chunk at a time and never all held (its margin calls are found on the way,
         once), a bar-by-bar feed's are read from its buffers."""
         interval = self.bar_interval()
-        bars = self._bar + 1
+        bars = self._tape.bars
         replay = not self._replayed and bars > 0
-        deferred_chunks = {name: self._deferred_chunks(name, replay=replay)
+        deferred_chunks = {name: self._deferred_chunks(name, bars, replay=replay)
                            for name in self._deferred}
         if replay:
             self._replayed = True
@@ -395,7 +389,8 @@ class MarginAnalyzer(BarClockAnalyzer):
     def _figures(self, name: str, which: int) -> np.ndarray:
         """Feed ``name``'s ratio (0) or distance (1) of every bar, a new array."""
         if name in self._deferred:
-            pieces = [chunk[2 + which] for chunk in self._deferred_chunks(name, replay=False)]
+            pieces = [chunk[2 + which] for chunk in self._deferred_chunks(name, self._tape.bars,
+                                                                         replay=False)]
             return np.concatenate(pieces) if pieces else np.empty(0, dtype=np.float64)
         return as_numpy(self._stored[name][which], copy=True)
 
@@ -512,14 +507,17 @@ class _DeferredFeed:
     float objects was ~290 B (a run every fill and funding payment).
     """
 
-    __slots__ = ("position", "state", "next_index", "last_bar", "starts", "kinds", "sizes",
-                 "entries", "margins", "liquidations", "indices", "opened_bars", "recheck")
+    __slots__ = ("position", "state", "offset", "quiet_offset", "starts", "kinds", "sizes",
+                 "entries", "margins", "liquidations", "indices", "opened_bars")
 
     def __init__(self, position: int):
         self.position = position        # the feed's place in the strategy's datas
         self.state = ()                 # the current run's key (() = none yet)
-        self.next_index = None          # the low line's buffer index expected next bar
-        self.last_bar = -1
+        # the low line's buffer index minus the tape's count of bars (it holds while the
+        # index goes on by one a bar); quiet_offset: the same, None while the next bar must
+        # be looked at (a liquidation bar, the feed not started)
+        self.offset = None
+        self.quiet_offset = None
         self.starts = array.array("q")          # first bar of each run
         self.kinds = array.array("b")           # _FLAT, _LIQUIDATED or _OPEN
         self.sizes = array.array("d")           # signed base units (open runs; else 0)
@@ -528,7 +526,6 @@ class _DeferredFeed:
         self.liquidations = array.array("d")    # liquidation price (NaN: none)
         self.indices = array.array("q")         # low/high buffer index at the run's first bar
         self.opened_bars = array.array("q")     # bars on which a trade of the feed opened
-        self.recheck = True             # False: the state holds until something moves
 
     def start(self, bar, state, data, margin_figures, low_line) -> None:
         """Open a run at ``bar`` for ``state`` (see ``MarginAnalyzer._defer_bar``)."""
