@@ -20,6 +20,7 @@ from __future__ import annotations
 import array
 import collections
 import copy
+import functools
 import math
 
 import backtrader as bt
@@ -147,6 +148,17 @@ class StepColumn:
         self.last = value
         self.count += 1
 
+    def put(self, bar: int, value: float) -> None:
+        """``append`` for a writer that skips the unchanged bars: bar ``bar``'s value, the
+        bars since the last value holding that one (:meth:`extend_to` before reading)."""
+        self.count = bar
+        self.append(value)
+
+    def extend_to(self, count: int) -> None:
+        """The bars up to ``count`` hold the last value (a :meth:`put` writer's last bars)."""
+        if count > self.count:
+            self.count = count
+
     def __len__(self) -> int:
         return self.count
 
@@ -173,6 +185,37 @@ def _iterate_analyzers_natively(strategy) -> None:
     """Give ``strategy.analyzers`` a list iterator: the same analyzers in the same order."""
     if type(strategy.analyzers) is bt.metabase.ItemCollection:
         strategy.analyzers.__class__ = _IterableItemCollection
+
+
+def _next_busy_analyzers(busy, minperstatus, once=False) -> None:
+    """backtrader's ``Strategy._next_analyzers`` over the analyzers ``busy`` only."""
+    for analyzer in busy:
+        if minperstatus < 0:
+            analyzer._next()
+        elif minperstatus == 0:
+            analyzer._nextstart()   # the first bar past the strategy's minimum period
+        else:
+            analyzer._prenext()
+
+
+def _skip_idle_analyzers(strategy) -> None:
+    """Leave out of the strategy's per-bar analyzer calls those whose three bar hooks are
+    :func:`no_op` (this package's members other than the tape's leader, once started).
+
+    The same calls minus ones that do nothing, in the same order: with four
+    analyzers, the loop over all four cost ~48 bytecode steps and three Python
+    calls a bar (the profile of issue 15). Kept as it is when the strategy's
+    class has its own ``_next_analyzers``. A ``functools.partial``, so the
+    strategy still pickles (``cerebro.optstrategy`` sends it back from its workers).
+    """
+    if type(strategy)._next_analyzers is not bt.Strategy._next_analyzers or \
+            "_next_analyzers" in vars(strategy):
+        return
+    analyzers = list(strategy.analyzers)
+    busy = [analyzer for analyzer in analyzers if not (
+        analyzer._next is no_op and analyzer._prenext is no_op and analyzer._nextstart is no_op)]
+    if len(busy) < len(analyzers):
+        strategy._next_analyzers = functools.partial(_next_busy_analyzers, busy)
 
 
 #: bars a chunk when a summary walks a whole column at stop() (no full-length temporaries)
@@ -328,6 +371,7 @@ class BarTape:
                                               else self._clock_line)
         self._last_first_stamp = None
         _iterate_analyzers_natively(strategy)
+        _skip_idle_analyzers(strategy)     # every analyzer started: their hooks are set
         self._configured = True
 
     def column(self, key) -> np.ndarray:
@@ -338,7 +382,10 @@ class BarTape:
         asked for it).
         """
         if key == "cash":
-            return self.cash.dense() if self.wants_cash else np.empty(0, dtype=np.float64)
+            if not self.wants_cash:
+                return np.empty(0, dtype=np.float64)
+            self.cash.extend_to(self.bars)
+            return self.cash.dense()
         if key == "notional":
             return self.notional_chunk(0, self.bars)
         return self.value_chunk(0, self.bars)
@@ -478,11 +525,23 @@ class BarTape:
         return leverage, notional
 
     def record(self) -> None:
-        """Append this bar's values (the leader's ``next``)."""
+        """Append this bar's values (the leader's ``next``).
+
+        The first bar configures the tape; in the usual configuration (every
+        feed's notional kept as runs, the value stored a bar, a broker keeping
+        BackBroker's reads) the bars from then on go to :func:`_usual_recorder`,
+        this method with those branches settled.
+        """
         if not self._configured:
             self._configure()
             if not self.wants_bars:
                 self.leader._stop_recording()
+                return
+            if self.notional_runs is not None and self.value_runs is None and \
+                    self._backbroker is not None:
+                usual = _usual_recorder(self)
+                self._install(usual)
+                usual()
                 return
         clock_line = self._clock_line
         index = clock_line._idx
@@ -548,6 +607,93 @@ class BarTape:
         for hook in self.hooks:
             hook(now, value, notional)
 
+    def __getstate__(self) -> dict:
+        # the usual recorder is a closure, which pickle refuses (cerebro.optstrategy sends
+        # the analyzers back from its worker processes): a copy records with the method
+        state = self.__dict__.copy()
+        state.pop("record", None)
+        return state
+
+    def _install(self, record) -> None:
+        """Make ``record`` the tape's per-bar call: ``self.record`` and the leader's bar
+        hooks that call this method directly."""
+        general, leader = self.record, self.leader
+        for hook in ("_next", "_prenext", "_nextstart"):
+            if leader.__dict__.get(hook) == general:
+                setattr(leader, hook, record)
+        self.record = record
+
+
+def _usual_recorder(tape: BarTape):
+    """:meth:`BarTape.record` for the usual configuration, its branches settled once.
+
+    Every feed's notional kept as runs, the value stored in the rows, the
+    broker keeping BackBroker's ``getvalue``/``getcash`` (the tape is configured).
+    The same values in the same order as the general method; what it reads
+    each bar is held in the closure (a local read, where ``self.x`` is two
+    steps; ~1 us a bar of issue 15's analyzers row on a slow machine).
+    """
+    clock_line = tape._clock_line
+    time_column = tape.time
+    first_lines = tape._first
+    rows, capacity, append_row = tape.rows, tape.capacity, tape._append_row
+    broker = tape._backbroker
+    steps = tape.cash if tape.wants_cash else None
+    getposition = tape._getposition
+    feed_runs = tape._feed_runs
+    hooks = tuple(tape.hooks)       # joined at start(), before the first bar
+    only_hook = hooks[0] if len(hooks) == 1 else None
+
+    def record() -> None:
+        index = clock_line._idx
+        now = clock_line.array[index]
+        if time_column.values is None and index == time_column.count:   # MirroredColumn.add
+            time_column.count = index + 1
+            time_column.last = now
+        else:
+            time_column.add(now, index)
+        if first_lines is not None:
+            length_line, datetime_line = first_lines
+            if length_line.lencount:
+                index = datetime_line._idx
+                stamp = datetime_line.array[index]
+                if stamp != tape._last_first_stamp:
+                    tape._last_first_stamp = stamp
+                    column = tape.first_clock
+                    if column.values is None and index == column.count:   # add, inlined
+                        column.count = index + 1
+                        column.last = stamp
+                    else:
+                        column.add(stamp, index)
+        value = broker._value
+        bar = tape.bars
+        tape.bars = bar + 1
+        if bar < capacity:
+            rows[bar + 1] = value
+        else:                                # more bars than the feeds held at the first bar
+            append_row(value)
+        if steps is not None:
+            cash = broker.cash
+            if cash is not steps.last:       # the usual bar: the same float, nothing to write
+                steps.put(bar, cash)
+        for data, length_line, close_line, runs in feed_runs:
+            if length_line.lencount:
+                size = getposition(data).size
+                if size:
+                    offset = close_line._idx - bar
+                    if size != runs.size or offset != runs.offset:
+                        runs.begin(bar, size, offset)
+                    continue
+            if runs.size:
+                runs.begin(bar, 0.0, 0)
+        if only_hook is not None:
+            only_hook(now, value, None)
+        else:
+            for hook in hooks:
+                hook(now, value, None)
+
+    return record
+
 
 def _keeps_its_values(data, close_line) -> bool:
     """Whether a feed's close line still holds every bar's close at stop(): an unbounded
@@ -604,11 +750,20 @@ class BarClockAnalyzer(bt.Analyzer):
         """Subclasses: ask the tape for what they need (``wants_cash``, a hook)."""
         tape.wants_bars = True
 
+    def __getstate__(self) -> dict:
+        # the leader's bar hooks may be the tape's closure (see BarTape.__getstate__): a copy
+        # calls the class's next, which records with the method
+        state = self.__dict__.copy()
+        tape = state.get("_tape")
+        recorder = None if tape is None else tape.__dict__.get("record")
+        for hook in ("_next", "_prenext", "_nextstart"):
+            if recorder is not None and state.get(hook) is recorder:
+                del state[hook]
+        return state
+
     def _stop_recording(self) -> None:
         """No member reads the per-bar buffers: the leader's next does nothing."""
-        self._tape.record = no_op
-        if "_next" in self.__dict__:
-            self._next = self._prenext = self._nextstart = no_op
+        self._tape._install(no_op)
 
     def _skip_unused_hooks(self, tape: BarTape) -> None:
         # the leader's bar call records the tape; the others' do nothing

@@ -67,3 +67,35 @@ def test_strategy_analyzers_iterate_as_a_list_with_names_kept():
     assert analyzers.getbyname("risk") is analyzers.risk is analyzers[1]
     assert [name for name, _ in analyzers.getitems()] == ["plain", "risk", "margin"]
     assert analyzers.plain.bars == BARS          # 6 flat bars: one call each
+
+
+class OwnAnalyzerLoop(bt.Strategy):
+    """A strategy class with its own ``_next_analyzers``: the tape leaves it alone."""
+
+    def _next_analyzers(self, minperstatus, once=False):
+        super()._next_analyzers(minperstatus, once)
+
+
+def test_the_bar_loop_skips_only_analyzers_that_do_nothing_a_bar():
+    # 6 flat bars at 100: the strategy's per-bar loop goes to the tape's leader and the
+    # plain analyzer (in the order added); the three members with no-op hooks are left out
+    feed = [flat_bar(100.0)] * BARS
+    names = {"plain": CountingBars, "risk": RiskAnalyzer, "margin": MarginAnalyzer,
+             "funding": FundingAnalyzer, "after": CountingBars}
+    strategy = run([ohlc_feed(feed)], analyzers=names)
+    analyzers = strategy.analyzers
+    loop = strategy._next_analyzers
+    assert loop.args == ([analyzers.plain, analyzers.risk, analyzers.after],)
+    assert analyzers.plain.bars == analyzers.after.bars == BARS
+    assert analyzers.margin._next is analyzers.funding._next is no_op
+    # a class with its own loop keeps it, and every analysis is the same either way
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(ohlc_feed(feed))
+    cerebro.addstrategy(OwnAnalyzerLoop)
+    for name, analyzer in names.items():
+        cerebro.addanalyzer(analyzer, _name=name)
+    own = cerebro.run()[0]
+    assert "_next_analyzers" not in vars(own) and own.analyzers.after.bars == BARS
+    for name in ("risk", "margin", "funding"):
+        assert own.analyzers.getbyname(name).get_analysis() == \
+            analyzers.getbyname(name).get_analysis()

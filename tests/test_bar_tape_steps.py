@@ -36,3 +36,19 @@ def test_steps_equal_a_float_per_bar(values):
     for value in values:
         column.append(value)
     assert column.dense().tobytes() == np.array(values, dtype=np.float64).tobytes()
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.lists(st.sampled_from([0.0, -0.0, 1.5, -3.0, math.nan, 1e-310]), max_size=60))
+def test_a_writer_that_skips_unchanged_bars_gives_the_same_bars(values):
+    # the tape's usual recorder puts a bar only when the wallet is another float object
+    # than the last one; extend_to fills the bars after the last put with its value
+    appended, put = StepColumn(), StepColumn()
+    for bar, value in enumerate(values):
+        appended.append(value)
+        if value is not put.last:
+            put.put(bar, value)
+    put.extend_to(len(values))
+    assert len(put) == len(values)
+    assert put.dense().tobytes() == appended.dense().tobytes()
+    assert put.values.tobytes() == appended.values.tobytes()
