@@ -222,7 +222,7 @@ class MarginAnalyzer(BarClockAnalyzer):
             state is None or state[0] != "liquidated") else None
         if state != deferred.state:
             deferred.state = state
-            deferred.start(bar, state, data, self._margin_figures, low_line)
+            deferred.start(bar, state, data, self.strategy.broker, low_line)
         if name in self._opened_now:
             deferred.note_opened(bar)
         return True
@@ -527,15 +527,17 @@ class _DeferredFeed:
         self.indices = array.array("q")         # low/high buffer index at the run's first bar
         self.opened_bars = array.array("q")     # bars on which a trade of the feed opened
 
-    def start(self, bar, state, data, margin_figures, low_line) -> None:
-        """Open a run at ``bar`` for ``state`` (see ``MarginAnalyzer._defer_bar``)."""
+    def start(self, bar, state, data, broker, low_line) -> None:
+        """Open a run at ``bar`` for ``state`` (see ``MarginAnalyzer._defer_bar``); ``broker``:
+        the isolated MarginBroker, asked for the position's margin and liquidation price
+        (not ``margin_figures``: the maintenance margin it adds is made at stop(), and its
+        tier lookup was most of a funding bar's cost)."""
         if state is None or state[0] == "liquidated":
             kind, size, entry, margin, liquidation, index = \
                 _FLAT if state is None else _LIQUIDATED, 0.0, 0.0, 0.0, math.nan, 0
         else:
             size, entry, _ledger_length = state
-            extreme = low_line.array[low_line._idx]
-            margin, _maintenance, liquidation = margin_figures(data, extreme)
+            margin, liquidation = broker.position_margin(data), broker.liquidation_price(data)
             kind, index = _OPEN, low_line._idx
             liquidation = math.nan if liquidation is None else liquidation
         self.starts.append(bar)
