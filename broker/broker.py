@@ -1649,6 +1649,14 @@ class MarginBroker(bt.brokers.BackBroker):
         price (AscendEX "What is position margin", isolated margin mode, read
         2026-12-01). The wallet gets back what ``funding`` took from it
         (``margin_funding``), so the ledger still adds up to the wallet.
+
+        A payment larger than the margin takes it below zero; a position in
+        profit then stays open (its liquidation price moves past the entry)
+        until margin + uPnL falls to maintenance. Bybit's help page "Position
+        margin" (isolated margin mode, read 2026-12-02) describes that state,
+        a position margin below zero from funding deductions with the position
+        in unrealized profit; Bybit takes funding from the available balance
+        first, which this model does not.
         """
         self._cash_flow(-amount, "margin_funding", data)
         self._margins[data] += amount

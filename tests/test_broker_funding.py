@@ -164,6 +164,31 @@ def test_a_drain_past_the_open_liquidates_at_the_open():
     assert strategy.fills[-1] == (8, -SIZE, pytest.approx(95.2), True)
 
 
+def test_funding_can_take_the_isolated_margin_below_zero_while_the_position_is_in_profit():
+    # 10x long 1 BTC at 100: margin 10. Rate 0.05 every 8 h, the price up to 120 then 130:
+    # 08:00 pays 1 x 120 x 0.05 = 6 -> margin 4; 16:00 pays 1 x 130 x 0.05 = 6.5 -> margin
+    # -2.5, the position still 30 in profit (Bybit's "Position margin" help page describes
+    # this state). LP = (100 - (-2.5)) / (1 - 0.005) = 102.5 / 0.995 = 103.0151.
+    # 17:00 falls from 130 to 100: liquidated at the LP; left of the margin: -2.5 + 1 x
+    # (103.0151 - 100) = 0.5151 = the maintenance margin 0.005 x 103.0151, the clearance
+    # fee; nothing returns, margin_lost = -2.5, no deficit; the wallet keeps 1000 - 10.
+    bars = [flat(ENTRY)] * 8 + [flat(120.0)] + [flat(130.0)] * 8 + \
+        [(130.0, 130.0, 100.0, 100.0)] + [flat(100.0)] * 2
+    strategy, broker = run(bars, funding_rates=0.05)
+    assert [(p.dt.hour, p.amount) for p in broker.funding_payments] == \
+        [(8, pytest.approx(-6.0)), (16, pytest.approx(-6.5))]
+    assert strategy.margins[16] == pytest.approx(-2.5)
+    liquidation_price = 102.5 / 0.995
+    assert liquidation_price == pytest.approx(103.0151, abs=1e-4)
+    event = broker.liquidations[0]
+    assert (event.liquidation_price, event.fill_price) == \
+        (pytest.approx(liquidation_price), pytest.approx(liquidation_price))
+    assert event.margin_lost == pytest.approx(-2.5) and event.deficit == 0.0
+    assert event.fee == pytest.approx(MMR * liquidation_price) == pytest.approx(0.5151, abs=1e-4)
+    assert strategy.fills[-1] == (17, -SIZE, pytest.approx(liquidation_price), True)
+    assert broker.getcash() == pytest.approx(CASH - MARGIN)
+
+
 def test_per_feed_rates_override_the_param():
     cerebro = bt.Cerebro(stdstats=False)
     first, second = bars_feed([flat(ENTRY)] * 10, name="BTC"), bars_feed([flat(50.0)] * 10, name="ETH")
