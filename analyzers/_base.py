@@ -22,6 +22,7 @@ import collections
 import copy
 import functools
 import math
+import types
 
 import backtrader as bt
 import numpy as np
@@ -317,6 +318,7 @@ class BarTape:
         self.cash = StepColumn()
         self._summaries = {}
         self._configured = False
+        self._time_follows_bars = False     # the usual recorder leaves time.count to bars
 
     @classmethod
     def of(cls, strategy) -> "BarTape":
@@ -450,6 +452,7 @@ class BarTape:
         stamp going back) and spacings of more than ``_MAX_DISTINCT_STEPS``
         values take ``median_interval`` on the whole column.
         """
+        self._sync_time()
         count = len(self.first_clock) if self.first_clock is not None else 0
         cached = self._summaries.get("interval")
         if cached is not None and cached[0] == count:
@@ -538,9 +541,10 @@ class BarTape:
                 self.leader._stop_recording()
                 return
             if self.notional_runs is not None and self.value_runs is None and \
-                    self._backbroker is not None:
+                    self._backbroker is not None and self.time.values is None:
                 usual = _usual_recorder(self)
                 self._install(usual)
+                self._time_follows_bars = True
                 usual()
                 return
         clock_line = self._clock_line
@@ -616,22 +620,41 @@ class BarTape:
 
     def _install(self, record) -> None:
         """Make ``record`` the tape's per-bar call: ``self.record`` and the leader's bar
-        hooks that call this method directly."""
-        general, leader = self.record, self.leader
+        hooks that call the current one directly."""
+        current, leader = self.record, self.leader
         for hook in ("_next", "_prenext", "_nextstart"):
-            if leader.__dict__.get(hook) == general:
+            if leader.__dict__.get(hook) == current:
                 setattr(leader, hook, record)
         self.record = record
+
+    def _leave_usual(self) -> None:
+        """The usual recorder met a bar whose clock index is not the bar's (the strategy
+        ticked without its clock moving on): the time column takes its count, and this
+        bar and every later one go to the general method."""
+        self._sync_time()
+        self._time_follows_bars = False
+        self._install(types.MethodType(BarTape.record, self))
+        self.record()
+
+    def _sync_time(self) -> None:
+        """Bring the time column's count to the bars recorded (see ``_usual_recorder``);
+        called before the column is read."""
+        if self._time_follows_bars:
+            self.time.count = self.bars
 
 
 def _usual_recorder(tape: BarTape):
     """:meth:`BarTape.record` for the usual configuration, its branches settled once.
 
     Every feed's notional kept as runs, the value stored in the rows, the
-    broker keeping BackBroker's ``getvalue``/``getcash`` (the tape is configured).
-    The same values in the same order as the general method; what it reads
-    each bar is held in the closure (a local read, where ``self.x`` is two
-    steps; ~1 us a bar of issue 15's analyzers row on a slow machine).
+    broker keeping BackBroker's ``getvalue``/``getcash``, the strategy's clock
+    mirrored (the tape is configured, no bar recorded yet). The same values in
+    the same order as the general method; what it reads each bar is held in
+    the closure (a local read, where ``self.x`` is two steps; ~1 us a bar of
+    issue 15's analyzers row on a slow machine). While the clock's index is
+    the bar's (it goes on by one a bar), the time column's count is the
+    tape's ``bars`` and only its last value is written; the first bar where it
+    is not goes, with every later one, to the general method.
     """
     clock_line = tape._clock_line
     time_column = tape.time
@@ -645,13 +668,13 @@ def _usual_recorder(tape: BarTape):
     only_hook = hooks[0] if len(hooks) == 1 else None
 
     def record() -> None:
+        bar = tape.bars
         index = clock_line._idx
+        if index != bar:    # the clock did not go on by one a bar: the general method from here
+            return tape._leave_usual()
         now = clock_line.array[index]
-        if time_column.values is None and index == time_column.count:   # MirroredColumn.add
-            time_column.count = index + 1
-            time_column.last = now
-        else:
-            time_column.add(now, index)
+        # the time column mirrors the clock, its count the tape's bars (BarTape._sync_time)
+        time_column.last = now
         if first_lines is not None:
             length_line, datetime_line = first_lines
             if length_line.lencount:
@@ -666,7 +689,6 @@ def _usual_recorder(tape: BarTape):
                     else:
                         column.add(stamp, index)
         value = broker._value
-        bar = tape.bars
         tape.bars = bar + 1
         if bar < capacity:
             rows[bar + 1] = value
@@ -787,6 +809,7 @@ class BarClockAnalyzer(bt.Analyzer):
 
     def bar_times(self) -> np.ndarray:
         """POSIX seconds of each bar seen (float array, a new one each call)."""
+        self._tape._sync_time()
         return bt_array_to_seconds(_column_view(self._tape.time))
 
     def bar_time(self, index: int) -> float:
@@ -795,6 +818,7 @@ class BarClockAnalyzer(bt.Analyzer):
 
     def bar_clocks(self) -> np.ndarray:
         """backtrader float datetimes of each bar seen (``bt_to_seconds`` converts); a view."""
+        self._tape._sync_time()
         return _column_view(self._tape.time)
 
     def equity(self, copy: bool = False) -> np.ndarray:
