@@ -257,21 +257,30 @@ class NotionalRuns:
 
     def add_notional(self, out: np.ndarray, first: int, close) -> None:
         """``out += |size x close|`` for bars [first, first + len(out)) (+0.0 where flat):
-        the same float operations, feed after feed, as ``BarTape.record`` did bar by bar."""
+        the same float operations, feed after feed, as ``BarTape.record`` did bar by bar.
+
+        All the runs of the chunk at once (the size and close index of each bar
+        from its run): a numpy step a run took ~1 ms a chunk of 8,192 hourly
+        bars with a fill every 25 bars, a third of the four analyzers' stop().
+        """
         count = len(out)
         starts = np.frombuffer(self.starts, dtype=np.int64) if len(self.starts) else \
             np.empty(0, dtype=np.int64)
-        lowest = int(np.searchsorted(starts, first, side="right")) - 1
+        lowest = max(int(np.searchsorted(starts, first, side="right")) - 1, 0)
         highest = int(np.searchsorted(starts, first + count, side="left"))
-        for run in range(max(lowest, 0), highest):
-            size = self.sizes[run]
-            if not size:
-                continue
-            begin = max(int(starts[run]), first)
-            end = int(starts[run + 1]) if run + 1 < len(starts) else first + count
-            end = min(end, first + count)
-            offset = self.offsets[run]
-            out[begin - first:end - first] += np.abs(size * close[begin + offset:end + offset])
+        if highest <= lowest:
+            return
+        # out[begins[k]:begins[k + 1]] is run lowest + k; the bars before begins[0] have none
+        begins = np.maximum(starts[lowest:highest] - first, 0)
+        lengths = np.diff(np.append(begins, count))
+        sizes = np.repeat(np.frombuffer(self.sizes, dtype=np.float64)[lowest:highest], lengths)
+        held = np.flatnonzero(sizes)
+        if not held.size:
+            return
+        offsets = np.repeat(np.frombuffer(self.offsets, dtype=np.int64)[lowest:highest],
+                            lengths)[held]
+        bars = held + begins[0]
+        out[bars] += np.abs(sizes[held] * close[bars + first + offsets])
 
 
 class BarTape:
@@ -474,7 +483,12 @@ class BarTape:
             if not (steps > 0).all():
                 steps_seen = None
                 break
-            values, counts = np.unique(steps, return_counts=True)
+            # the usual spacing counted by one comparison, only the others sorted (np.unique
+            # of every spacing was ~1 ms a chunk); the same counts
+            usual = steps == steps[0] if steps.size else steps.astype(bool)
+            if steps.size:
+                steps_seen[float(steps[0])] += int(np.count_nonzero(usual))
+            values, counts = np.unique(steps[~usual], return_counts=True)
             steps_seen.update(dict(zip(values.tolist(), counts.tolist())))
             if len(steps_seen) > _MAX_DISTINCT_STEPS:
                 steps_seen = None

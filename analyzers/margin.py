@@ -269,10 +269,12 @@ class MarginAnalyzer(BarClockAnalyzer):
                 candidates = np.flatnonzero((ratio >= first_level) | (side != previous)) + first
                 opened = deferred.opened_between(first, stop)
                 bars_to_replay = sorted(set(candidates.tolist()) | opened)
-                for bar in bars_to_replay:
+                # their clocks, copied out at once (a view a bar cost ~2 us a bar replayed)
+                clocks = self.bar_clocks()[np.array(bars_to_replay, dtype=np.int64)].tolist()
+                for bar, clock in zip(bars_to_replay, clocks):
                     self._opened_now = {name} if bar in opened else set()
                     self._margin_calls(name, int(side[bar - first]), float(ratio[bar - first]),
-                                       float(self.bar_clocks()[bar]), bar)
+                                       clock, bar)
                 self._opened_now = opened_now
             yield first, stop, ratio, distance
 

@@ -134,3 +134,36 @@ def test_lazy_stamps_index_like_an_array():
     assert lazy.prefix(4)[-1] == 180.0
     with pytest.raises(IndexError):
         lazy[10]
+
+
+class _Clock:
+    """A stand-in for the tape's first-feed clock column (a view and a length)."""
+
+    def __init__(self, values):
+        self.values = np.asarray(values, dtype=np.float64)
+
+    def view(self):
+        return self.values
+
+    def __len__(self):
+        return self.values.size
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.lists(st.sampled_from([60.0, 3600.0, 3600.0, 3600.0, 7200.0, 86400.0, 0.0, -60.0]),
+                min_size=0, max_size=80), st.integers(2, 9))
+def test_the_bar_interval_counted_a_chunk_at_a_time_is_numpys_median(steps, chunk):
+    # spacings mostly one hour with gaps, repeats and a stamp going back, read in chunks of
+    # 2..9 stamps: the same interval as median_interval over the whole column
+    from backtrader_leverage.analyzers._common import bt_array_to_seconds
+    from backtrader_leverage.analyzers.risk_metrics import median_interval
+    days = 738000.0 + np.concatenate(([0.0], np.cumsum(steps))) / 86400.0
+    tape = _base.BarTape.__new__(_base.BarTape)
+    tape.first_clock, tape._summaries, tape._time_follows_bars = _Clock(days), {}, False
+    expected = median_interval(bt_array_to_seconds(days))
+    old_chunk = _base.CHUNK_BARS
+    _base.CHUNK_BARS = chunk
+    try:
+        assert tape.bar_interval() == expected
+    finally:
+        _base.CHUNK_BARS = old_chunk
