@@ -27,8 +27,8 @@ import types
 import backtrader as bt
 import numpy as np
 
-from ._common import (bt_array_to_seconds, median_of_counts, no_op, seconds_to_datetime64,
-                      skip_idle_bar_hooks)
+from ._common import (array_view, bt_array_to_seconds, median_of_counts, no_op,
+                      seconds_to_datetime64, skip_idle_bar_hooks)
 from .exact_sums import pairwise_sum
 from .risk_metrics import LazyValues, median_interval
 from .value_runs import ValueRuns
@@ -264,8 +264,7 @@ class NotionalRuns:
         bars with a fill every 25 bars, a third of the four analyzers' stop().
         """
         count = len(out)
-        starts = np.frombuffer(self.starts, dtype=np.int64) if len(self.starts) else \
-            np.empty(0, dtype=np.int64)
+        starts = array_view(self.starts, np.int64)
         lowest = max(int(np.searchsorted(starts, first, side="right")) - 1, 0)
         highest = int(np.searchsorted(starts, first + count, side="left"))
         if highest <= lowest:
@@ -273,12 +272,11 @@ class NotionalRuns:
         # out[begins[k]:begins[k + 1]] is run lowest + k; the bars before begins[0] have none
         begins = np.maximum(starts[lowest:highest] - first, 0)
         lengths = np.diff(np.append(begins, count))
-        sizes = np.repeat(np.frombuffer(self.sizes, dtype=np.float64)[lowest:highest], lengths)
+        sizes = np.repeat(array_view(self.sizes, np.float64)[lowest:highest], lengths)
         held = np.flatnonzero(sizes)
         if not held.size:
             return
-        offsets = np.repeat(np.frombuffer(self.offsets, dtype=np.int64)[lowest:highest],
-                            lengths)[held]
+        offsets = np.repeat(array_view(self.offsets, np.int64)[lowest:highest], lengths)[held]
         bars = held + begins[0]
         out[bars] += np.abs(sizes[held] * close[bars + first + offsets])
 
@@ -485,10 +483,11 @@ class BarTape:
                 break
             # the usual spacing counted by one comparison, only the others sorted (np.unique
             # of every spacing was ~1 ms a chunk); the same counts
-            usual = steps == steps[0] if steps.size else steps.astype(bool)
             if steps.size:
+                usual = steps == steps[0]
                 steps_seen[float(steps[0])] += int(np.count_nonzero(usual))
-            values, counts = np.unique(steps[~usual], return_counts=True)
+                steps = steps[~usual]
+            values, counts = np.unique(steps, return_counts=True)
             steps_seen.update(dict(zip(values.tolist(), counts.tolist())))
             if len(steps_seen) > _MAX_DISTINCT_STEPS:
                 steps_seen = None
